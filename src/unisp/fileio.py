@@ -1,0 +1,138 @@
+"""Writing files safely (temporary file, fsync, rename) and reading/writing RGB images.
+
+Every output unisp writes goes through :func:`atomic_write`, so a killed process or a full disk
+never leaves a truncated file where a good one was, nor a partial new file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from unisp.errors import OutputError, UnispError
+
+#: Image file extensions unisp reads as RGB photos.
+RGB_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[io.BufferedWriter]:
+    """Open ``path`` for binary writing through a temporary file in the same folder.
+
+    On success the data is flushed, fsynced and renamed over ``path``; on any error the
+    temporary file is removed and ``path`` is left as it was. Errors from the file system
+    (missing folder, no permission, disk full) become :class:`OutputError` naming the file.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove_quietly(tmp)
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def quantize(image: torch.Tensor | np.ndarray, depth: int = 8) -> np.ndarray:
+    """``(3, H, W)`` float image → ``(H, W, 3)`` uint8/uint16: clamp to [0, 1], scale, round half to even."""
+    if depth not in (8, 16):
+        raise UnispError(f"bit depth must be 8 or 16, got {depth}")
+    if isinstance(image, torch.Tensor):
+        image = image.detach().float().cpu().numpy()
+    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+        image = np.moveaxis(image, 0, -1)
+    peak = 255 if depth == 8 else 65535
+    out = np.rint(np.clip(image, 0.0, 1.0) * peak)
+    return out.astype(np.uint8 if depth == 8 else np.uint16)
+
+
+def write_image(path: str | os.PathLike, image: torch.Tensor | np.ndarray, depth: int = 8) -> None:
+    """Write a ``(3, H, W)`` float image in [0, 1] (or an ``(H, W, C)`` integer array) as PNG or TIFF, atomically.
+
+    The format follows the extension (``.png``, ``.tif``/``.tiff``). Float input is clamped and
+    quantised with :func:`quantize`; integer input is written as it is.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in (".png", ".tif", ".tiff"):
+        raise UnispError(f"{path}: output format must be .png or .tif/.tiff")
+    pixels = image if isinstance(image, np.ndarray) and image.dtype.kind in "ui" else quantize(image, depth)
+    buffer = iio.imwrite("<bytes>", pixels, extension=".tiff" if ext.startswith(".tif") else ".png")
+    write_bytes(path, buffer)
+
+
+def read_rgb(path: str | os.PathLike) -> torch.Tensor:
+    """Read an RGB photo as a ``(3, H, W)`` float32 tensor in [0, 1].
+
+    8- and 16-bit files are scaled by their own maximum code value; grayscale is replicated to
+    three channels and an alpha channel is dropped. Unreadable files raise :class:`UnispError`.
+    """
+    path = Path(path)
+    try:
+        pixels = iio.imread(path)
+    except Exception as e:  # imageio raises many types for bad files
+        raise UnispError(f"{path}: cannot read as an image ({e})") from None
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=-1)
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3, 4):
+        raise UnispError(f"{path}: expected an RGB image, got shape {pixels.shape}")
+    if pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    pixels = pixels[..., :3]
+    if pixels.dtype == np.uint8:
+        scale = 255.0
+    elif pixels.dtype == np.uint16:
+        scale = 65535.0
+    elif pixels.dtype.kind == "f":
+        scale = 1.0
+    else:
+        raise UnispError(f"{path}: unsupported pixel type {pixels.dtype}")
+    out = torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32) / scale).permute(2, 0, 1)
+    if not torch.isfinite(out).all():
+        raise UnispError(f"{path}: image contains NaN or Inf")
+    return out.clamp(0.0, 1.0).contiguous()
+
+
+def list_images(folder: str | os.PathLike, extensions: tuple[str, ...] = RGB_EXTENSIONS) -> list[Path]:
+    """Sorted files in ``folder`` (not recursive) whose extension is one of ``extensions``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UnispError(f"{folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+    if not files:
+        raise UnispError(f"{folder}: no files with extension {', '.join(extensions)}")
+    return files
