@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import imageio.v3 as iio
+import imagecodecs
 import numpy as np
+import tifffile
 import torch
 
 from unisp.errors import OutputError, UnispError
@@ -91,8 +93,35 @@ def write_image(path: str | os.PathLike, image: torch.Tensor | np.ndarray, depth
     if ext not in (".png", ".tif", ".tiff"):
         raise UnispError(f"{path}: output format must be .png or .tif/.tiff")
     pixels = image if isinstance(image, np.ndarray) and image.dtype.kind in "ui" else quantize(image, depth)
-    buffer = iio.imwrite("<bytes>", pixels, extension=".tiff" if ext.startswith(".tif") else ".png")
-    write_bytes(path, buffer)
+    write_bytes(path, encode_image(pixels, ext))
+
+
+def encode_image(pixels: np.ndarray, ext: str) -> bytes:
+    """Encode an ``(H, W)`` or ``(H, W, C)`` uint8/uint16 array as PNG or TIFF bytes (16-bit kept)."""
+    if ext == ".png":
+        return bytes(imagecodecs.png_encode(np.ascontiguousarray(pixels)))
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
+    return buffer.getvalue()
+
+
+def read_pixels(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file's pixels as they are stored (16-bit PNG and TIFF keep their depth).
+
+    Raises :class:`UnispError` naming the file when it cannot be decoded.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    try:
+        if ext == ".png":
+            return np.asarray(imagecodecs.png_decode(path.read_bytes()))
+        if ext in (".tif", ".tiff"):
+            return np.asarray(tifffile.imread(path))
+        return np.asarray(iio.imread(path))
+    except OSError as e:
+        raise UnispError(f"{path}: cannot read ({e.strerror or e})") from None
+    except Exception as e:  # decoders raise many types for corrupt files
+        raise UnispError(f"{path}: cannot decode as an image ({e})") from None
 
 
 def read_rgb(path: str | os.PathLike) -> torch.Tensor:
@@ -102,10 +131,7 @@ def read_rgb(path: str | os.PathLike) -> torch.Tensor:
     three channels and an alpha channel is dropped. Unreadable files raise :class:`UnispError`.
     """
     path = Path(path)
-    try:
-        pixels = iio.imread(path)
-    except Exception as e:  # imageio raises many types for bad files
-        raise UnispError(f"{path}: cannot read as an image ({e})") from None
+    pixels = read_pixels(path)
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, axis=-1)
     if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3, 4):
