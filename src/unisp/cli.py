@@ -1,0 +1,348 @@
+"""The ``unisp`` command line. Subcommands only parse their arguments and call the library.
+
+Every error a user can cause (a bad file, flag or config) is printed as one line naming what is
+wrong and exits with status 2; a run over several files goes on past a bad one and lists the
+failures at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from unisp.errors import UnispError
+
+log = logging.getLogger("unisp")
+console = Console(stderr=True)
+
+app = typer.Typer(
+    name="unisp",
+    help="Tiny learned ISPs (camera RAW → sRGB) trained from unpaired data, and the tools around them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+#: Exit status for every user-caused error (bad input, bad flag, unwritable output), as CLI usage errors.
+EXIT_USER_ERROR = 2
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
+) -> None:
+    """Set up logging for every subcommand."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_time=False, show_path=False, markup=False)],
+        force=True,
+    )
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn :class:`UnispError` into one red line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UnispError as e:
+            console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+# ----------------------------------------------------------------------------------------------
+# Options shared by every command that reads RAW files
+# ----------------------------------------------------------------------------------------------
+
+class Layout(str, Enum):
+    auto = "auto"
+    libraw = "libraw"
+    zrr = "zrr"
+    uispf = "uispf"
+    unisp = "unisp"
+    png = "png"
+    npy = "npy"
+    headerless = "headerless"
+
+
+WidthOpt = Annotated[Optional[int], typer.Option(help="Headerless files: width in pixels.", min=2)]
+HeightOpt = Annotated[Optional[int], typer.Option(help="Headerless files: height in pixels.", min=2)]
+BitsOpt = Annotated[Optional[int], typer.Option(help="Bit depth of the samples (sets the white level).", min=1, max=16)]
+CfaOpt = Annotated[Optional[str], typer.Option(help="Bayer pattern: RGGB, BGGR, GRBG or GBRG (overrides metadata).")]
+BlackOpt = Annotated[
+    Optional[str], typer.Option(help="Black level: one value or four in (R, Gr, Gb, B) order, comma-separated.")
+]
+WhiteOpt = Annotated[Optional[float], typer.Option(help="White (saturation) level, overrides metadata.")]
+LayoutOpt = Annotated[Layout, typer.Option(help="How to read the files; auto picks by extension and folder.")]
+
+
+def parse_black(text: str | None) -> float | tuple[float, ...] | None:
+    """``"64"`` → 64.0; ``"64,60,61,62"`` → a 4-tuple; anything else is a :class:`UnispError`."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UnispError(f"--black must be a number or four comma-separated numbers, got {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) != 4:
+        raise UnispError(f"--black needs 1 or 4 values (R, Gr, Gb, B), got {len(values)}")
+    return values
+
+
+def raw_reader(layout: Layout, width, height, bits, cfa, black, white) -> Callable:
+    """A ``path -> RawFrame`` function with the command line's overrides bound."""
+    from unisp.raw.io import read_raw
+
+    return functools.partial(
+        read_raw,
+        layout=layout.value,
+        cfa=cfa,
+        black=parse_black(black),
+        white=white,
+        width=width,
+        height=height,
+        bits=bits,
+    )
+
+
+def expand_inputs(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files given directly plus the RAW files inside given folders; missing paths are failures."""
+    from unisp.raw.io import find_raw_files
+
+    files: list[Path] = []
+    failures: list[tuple[Path, str]] = []
+    for path in inputs:
+        if path.is_dir():
+            try:
+                files.extend(find_raw_files(path))
+            except UnispError as e:
+                failures.append((path, str(e)))
+        elif path.exists():
+            files.append(path)
+        else:
+            failures.append((path, f"{path}: no such file or folder"))
+    return files, failures
+
+
+def prepare_output_dir(out: Path) -> Path:
+    """Create ``out`` and check it is writable before any work is done."""
+    from unisp.errors import OutputError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create output folder ({e.strerror or e})") from None
+    probe = out / ".unisp-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"{out}: output folder is not writable ({e.strerror or e})") from None
+    return out
+
+
+def report_failures(done: int, failures: list[tuple[Path, str]], what: str, out: Path) -> None:
+    """Print the summary line of a folder run and exit 2 if anything failed."""
+    console.print(f"{what} {done} file(s) into {out}", highlight=False)
+    if failures:
+        console.print(f"[bold red]{len(failures)} failed:[/]", markup=True)
+        for _, message in failures:
+            console.print(f"  {message}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
+def progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------
+
+class Demosaic(str, Enum):
+    bilinear = "bilinear"
+    malvar = "malvar"
+    menon = "menon"
+
+
+class WhiteBalance(str, Enum):
+    as_shot = "as_shot"
+    gray_world = "gray_world"
+    none = "none"
+
+
+class ColorMatrix(str, Enum):
+    metadata = "metadata"
+    identity = "identity"
+
+
+class ImageFormat(str, Enum):
+    png = "png"
+    tiff = "tiff"
+
+
+@app.command()
+@user_errors
+def render(
+    inputs: Annotated[list[Path], typer.Argument(help="RAW files or folders of RAW files.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    demosaic: Annotated[Demosaic, typer.Option(help="Demosaicing method.")] = Demosaic.malvar,
+    white_balance: Annotated[WhiteBalance, typer.Option(help="as_shot falls back to gray_world.")] = WhiteBalance.as_shot,
+    color_matrix: Annotated[ColorMatrix, typer.Option(help="Camera→sRGB matrix source.")] = ColorMatrix.metadata,
+    tone_curve: Annotated[bool, typer.Option(help="Apply the smoothstep tone curve last.")] = False,
+    depth: Annotated[int, typer.Option(help="Bits per output channel: 8 or 16.")] = 8,
+    format: Annotated[ImageFormat, typer.Option("--format", help="Output file format.")] = ImageFormat.png,
+    layout: LayoutOpt = Layout.auto,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    bits: BitsOpt = None,
+    cfa: CfaOpt = None,
+    black: BlackOpt = None,
+    white: WhiteOpt = None,
+) -> None:
+    """Render RAW files to sRGB images through the classical ISP pipeline."""
+    from unisp.fileio import write_image
+    from unisp.isp.orientation import apply_orientation
+    from unisp.isp.pipeline import ISPConfig, render_frame
+
+    if depth not in (8, 16):
+        raise UnispError(f"--depth must be 8 or 16, got {depth}")
+    config = ISPConfig(
+        demosaic=demosaic.value,
+        white_balance=white_balance.value,
+        color_matrix=color_matrix.value,
+        tone_curve=tone_curve,
+    )
+    read = raw_reader(layout, width, height, bits, cfa, black, white)
+    files, failures = expand_inputs(inputs)
+    prepare_output_dir(out)
+    suffix = ".png" if format is ImageFormat.png else ".tif"
+    done = 0
+    with progress_bar() as progress:
+        for path in progress.track(files, description="rendering"):
+            try:
+                frame = read(path)
+                image = apply_orientation(render_frame(frame, config), frame.orientation)
+                write_image(out / f"{path.stem}{suffix}", image, depth=depth)
+                done += 1
+            except UnispError as e:
+                failures.append((path, str(e)))
+    report_failures(done, failures, "rendered", out)
+
+
+@app.command()
+@user_errors
+def inspect(
+    inputs: Annotated[list[Path], typer.Argument(help="RAW files or folders.", show_default=False)],
+    layout: LayoutOpt = Layout.auto,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    bits: BitsOpt = None,
+    cfa: CfaOpt = None,
+    black: BlackOpt = None,
+    white: WhiteOpt = None,
+) -> None:
+    """Print what unisp reads from RAW files: size, CFA, levels, white balance, and where each came from."""
+    import numpy as np
+
+    read = raw_reader(layout, width, height, bits, cfa, black, white)
+    files, failures = expand_inputs(inputs)
+    for path in files:
+        try:
+            frame = read(path)
+        except UnispError as e:
+            failures.append((path, str(e)))
+            continue
+        planes = frame.packed()
+        means = ", ".join(f"{c} {m:.1f}" for c, m in zip(("R", "Gr", "Gb", "B"), planes.reshape(4, -1).mean(1)))
+        clipped = float(np.mean(frame.mosaic >= frame.white_level)) * 100
+        typer.echo(f"{path}\n  {frame.describe()}\n  plane means: {means}; {clipped:.2f}% at white level")
+    if failures:
+        for _, message in failures:
+            console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command()
+@user_errors
+def synth(
+    rgb: Annotated[Path, typer.Option(help="Folder of RGB photos to unprocess.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder.")],
+    seed: Annotated[int, typer.Option(help="Random seed for the sensor models and noise.")] = 0,
+    noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Add shot and read noise.")] = True,
+    bits: Annotated[int, typer.Option(help="Sensor bit depth.", min=8, max=16)] = 10,
+    cfa: Annotated[str, typer.Option(help="Bayer pattern of the synthetic sensor.")] = "RGGB",
+    black: Annotated[Optional[float], typer.Option(help="Black level (default scales 64 at 10 bits).")] = None,
+    tone_curve: Annotated[bool, typer.Option("--tone-curve/--no-tone-curve", help="Undo a tone curve.")] = True,
+    limit: Annotated[Optional[int], typer.Option(help="Use at most this many photos.", min=1)] = None,
+) -> None:
+    """Make a synthetic RAW dataset from RGB photos by unprocessing (Brooks et al., CVPR 2019)."""
+    from unisp.fileio import list_images
+    from unisp.raw.bayer import CFA
+    from unisp.synth.dataset import synthesize_folder
+
+    total = len(list_images(rgb))
+    if limit is not None:
+        total = min(total, limit)
+    prepare_output_dir(out)
+    with progress_bar() as progress:
+        task = progress.add_task("unprocessing", total=total)
+        written = synthesize_folder(
+            rgb,
+            out,
+            seed=seed,
+            noise=noise,
+            bits=bits,
+            black_level=black,
+            cfa=CFA.parse(cfa).value,
+            tone_curve=tone_curve,
+            limit=limit,
+            progress=lambda n=1: progress.advance(task, n),
+        )
+    console.print(f"wrote {len(written)} synthetic RAW file(s) with ground truth into {out}", highlight=False)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("unisp-demo"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Run the main job on the embedded default data, with no download."""
+    from unisp.demo import run_demo
+
+    summary = run_demo(out, seed=seed, console=console)
+    typer.echo(summary)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
