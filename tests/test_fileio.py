@@ -1,0 +1,68 @@
+"""Atomic writes and RGB image I/O."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from unisp.errors import OutputError, UnispError
+from unisp.fileio import atomic_write, list_images, quantize, read_rgb, write_image, write_text
+
+
+def test_atomic_write_replaces_only_on_success(tmp_path):
+    path = tmp_path / "f.txt"
+    write_text(path, "good")
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as f:
+            f.write(b"partial")
+            raise RuntimeError("killed mid-write")
+    assert path.read_text() == "good"
+    assert os.listdir(tmp_path) == ["f.txt"]  # no temporary file left behind
+
+
+def test_unwritable_folder_is_an_output_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot write"):
+        write_text(blocker / "sub" / "out.txt", "x")
+
+
+def test_quantize_known_values():
+    image = torch.tensor([0.0, 0.5, 1.0, 1.5, -0.2]).view(1, 1, 5).expand(3, 1, 5)
+    # 0.5 * 255 = 127.5 rounds half to even → 128; out-of-range values are clamped.
+    assert quantize(image, 8)[0, :, 0].tolist() == [0, 128, 255, 255, 0]
+    assert quantize(image, 16)[0, :, 0].tolist() == [0, 32768, 65535, 65535, 0]
+    with pytest.raises(UnispError, match="8 or 16"):
+        quantize(image, 12)
+
+
+@pytest.mark.parametrize("ext, depth, tol", [(".png", 8, 0.5 / 255), (".png", 16, 0.5 / 65535), (".tif", 16, 0.5 / 65535)])
+def test_image_round_trip(tmp_path, ext, depth, tol):
+    image = torch.rand(3, 7, 9, generator=torch.Generator().manual_seed(0))
+    write_image(tmp_path / f"x{ext}", image, depth=depth)
+    back = read_rgb(tmp_path / f"x{ext}")
+    assert back.shape == (3, 7, 9)
+    assert (back - image).abs().max() <= tol + 1e-7
+
+
+def test_read_rgb_grayscale_and_alpha(tmp_path):
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    write_image(tmp_path / "g.png", gray[..., None].repeat(1, -1))
+    assert torch.equal(read_rgb(tmp_path / "g.png")[0], read_rgb(tmp_path / "g.png")[2])
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[..., 0] = 255
+    write_image(tmp_path / "a.png", rgba)
+    assert read_rgb(tmp_path / "a.png").shape == (3, 2, 2)
+
+
+def test_read_rgb_errors(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(UnispError, match="bad.png"):
+        read_rgb(tmp_path / "bad.png")
+    with pytest.raises(UnispError, match="no files"):
+        list_images(tmp_path / "..", extensions=(".nothing",))
+    with pytest.raises(UnispError, match="not a folder"):
+        list_images(tmp_path / "missing")
