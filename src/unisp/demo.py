@@ -23,7 +23,7 @@ from unisp.isp.orientation import apply_orientation
 from unisp.isp.pipeline import ISPConfig, render_frame
 from unisp.raw.io import find_raw_files, read_raw
 
-#: The bundled real frame (see src/unisp/data/SOURCES.md).
+#: The bundled real frame (see src/unisp/assets/SOURCES.md).
 SAMPLE_RAW = "openisp_1920x1080_rggb10.png"
 #: Demosaicing methods compared in the demo, cheapest first.
 DEMO_METHODS = ("bilinear", "malvar", "menon")
@@ -41,7 +41,7 @@ def cache_dir() -> Path:
 
 def sample_raw_path() -> Path:
     """Path of the bundled real RAW frame inside the installed package."""
-    return Path(str(resources.files("unisp") / "data" / SAMPLE_RAW))
+    return Path(str(resources.files("unisp") / "assets" / SAMPLE_RAW))
 
 
 def bundled_photo_dir() -> Path:
