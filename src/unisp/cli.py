@@ -21,7 +21,7 @@ from rich.logging import RichHandler
 from unisp.errors import UnispError
 
 log = logging.getLogger("unisp")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # soft_wrap: an error stays on one line
 
 app = typer.Typer(
     name="unisp",
@@ -111,12 +111,13 @@ def parse_black(text: str | None) -> float | tuple[float, ...] | None:
 
 def raw_reader(layout: Layout, width, height, bits, cfa, black, white) -> Callable:
     """A ``path -> RawFrame`` function with the command line's overrides bound."""
+    from unisp.raw.bayer import CFA
     from unisp.raw.io import read_raw
 
     return functools.partial(
         read_raw,
         layout=layout.value,
-        cfa=cfa,
+        cfa=None if cfa is None else CFA.parse(cfa),
         black=parse_black(black),
         white=white,
         width=width,
@@ -329,6 +330,141 @@ def synth(
             progress=lambda n=1: progress.advance(task, n),
         )
     console.print(f"wrote {len(written)} synthetic RAW file(s) with ground truth into {out}", highlight=False)
+
+
+@app.command()
+@user_errors
+def info(
+    model: Annotated[str, typer.Argument(help="A model name (efficient_isp, robust_isp, rmfa_tiny) or a model file.")],
+) -> None:
+    """Print a generator's parameters and multiply-accumulates per output megapixel."""
+    from unisp.models.registry import MAC_CONVENTION, MODEL_NAMES, build_model, model_info
+
+    if model in MODEL_NAMES:
+        net, header = build_model(model), {}
+    else:
+        from unisp.models.checkpoint import load_model
+
+        net, header = load_model(model)
+    stats = model_info(net)
+    typer.echo(f"model       {header.get('model', model)}")
+    for key, value in stats.items():
+        typer.echo(f"{key:<11} {value:,}" if isinstance(value, int) else f"{key:<11} {value}")
+    if header:
+        typer.echo(f"file        {model}")
+        for key in ("packing", "normalisation", "training"):
+            if header.get(key):
+                typer.echo(f"{key:<11} {header[key]}")
+    typer.echo(f"MACs count  {MAC_CONVENTION}")
+
+
+@app.command("import-reference")
+@user_errors
+def import_reference(
+    src: Annotated[Path, typer.Argument(help="A released .pth state dict of the paper's code.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output model file (.safetensors).")],
+    model: Annotated[Optional[str], typer.Option(help="efficient_isp, robust_isp or rmfa_tiny (default: inferred).")] = None,
+) -> None:
+    """Convert the paper's released weights into a unisp model file (channel order adapted in the weights)."""
+    from unisp.models.checkpoint import import_reference as convert
+
+    header = convert(src, out, model_name=model)
+    console.print(f"wrote {out} ({header['model']}, {header['parameters']:,} parameters)", highlight=False)
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (configs/*.yaml).")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. steps=100 data.raw_dir=DIR.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Override the recipe's mode: stage1 or paired.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: the recipe's `out`).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
+) -> None:
+    """Train a generator from a recipe (stage-1 demosaicing pretraining, or paired)."""
+    import shlex
+    import sys
+
+    from unisp.config import load_config
+    from unisp.train.config import TrainConfig
+    from unisp.train.supervised import train_supervised
+    from unisp.train.run import RunDir
+
+    overrides = list(overrides or [])
+    if mode is not None:
+        overrides.append(f"mode={mode}")
+    if resume is not None:
+        if config is not None:
+            raise UnispError("--resume uses the recipe saved in the run folder; do not pass --config")
+        recipe = load_config(TrainConfig, RunDir(resume).config_path(), overrides)
+        out = resume
+    else:
+        recipe = load_config(TrainConfig, config, overrides)
+    with progress_bar() as progress:
+        task = progress.add_task(f"training ({recipe.mode})", total=recipe.steps)
+
+        def advance(step: int, terms: dict[str, float]) -> None:
+            progress.update(task, completed=step, description=f"training ({recipe.mode}) loss {terms.get('loss', 0):.4f}")
+
+        summary = train_supervised(
+            recipe, out, resume=resume is not None, progress=advance, command=shlex.join(sys.argv)
+        )
+    start, final = summary["start_validation"], summary["final_validation"]
+    console.print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s → {summary['model_file']}", highlight=False)
+    if final:
+        before = f"{start['val_psnr']:.2f} → " if start else ""
+        console.print(f"validation PSNR {before}{final['val_psnr']:.2f} dB", highlight=False)
+
+
+@app.command()
+@user_errors
+def process(
+    inputs: Annotated[list[Path], typer.Argument(help="RAW files or folders of RAW files.", show_default=False)],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model file (.safetensors).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    depth: Annotated[int, typer.Option(help="Bits per output channel: 8 or 16.")] = 8,
+    format: Annotated[ImageFormat, typer.Option("--format", help="Output file format.")] = ImageFormat.png,
+    tile: Annotated[int, typer.Option(help="Tile edge in packed pixels (memory is bounded by it).", min=8)] = 512,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    layout: LayoutOpt = Layout.auto,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    bits: BitsOpt = None,
+    cfa: CfaOpt = None,
+    black: BlackOpt = None,
+    white: WhiteOpt = None,
+) -> None:
+    """Convert RAW files to sRGB with a learned ISP, full resolution, tiled, honouring orientation."""
+    from unisp.fileio import write_image
+    from unisp.isp.orientation import apply_orientation
+    from unisp.models.checkpoint import load_model
+    from unisp.process import count_tiles, run_tiled
+    from unisp.train.supervised import resolve_device
+
+    if depth not in (8, 16):
+        raise UnispError(f"--depth must be 8 or 16, got {depth}")
+    net, _ = load_model(model)
+    dev = resolve_device(device)
+    net = net.to(dev)
+    read = raw_reader(layout, width, height, bits, cfa, black, white)
+    files, failures = expand_inputs(inputs)
+    prepare_output_dir(out)
+    suffix = ".png" if format is ImageFormat.png else ".tif"
+    done = 0
+    with progress_bar() as progress:
+        file_task = progress.add_task("files", total=len(files))
+        for path in files:
+            try:
+                frame = read(path)
+                tile_task = progress.add_task(f"  {path.name}", total=count_tiles(net, frame, tile))
+                image = run_tiled(net, frame, tile=tile, depth=depth, device=dev, progress=lambda n: progress.advance(tile_task, n))
+                progress.remove_task(tile_task)
+                write_image(out / f"{path.stem}{suffix}", apply_orientation(image, frame.orientation, dims=(0, 1)))
+                done += 1
+            except UnispError as e:
+                failures.append((path, str(e)))
+            progress.advance(file_task)
+    report_failures(done, failures, "processed", out)
 
 
 @app.command()

@@ -100,7 +100,7 @@ def run_demo(out: Path, seed: int = 0, console=None) -> str:
         frame = read_raw(path)
         renders = []
         for method in DEMO_METHODS:
-            rendered = render_frame(frame, ISPConfig(demosaic=method))
+            rendered = render_frame(frame, ISPConfig(demosaic=method, tone_curve=True))
             if rendered.shape != truth.shape:
                 raise UnispError(f"{path}: render {tuple(rendered.shape)} does not match truth {tuple(truth.shape)}")
             rows[method].append(float(psnr(rendered, truth)))

@@ -35,3 +35,11 @@ def test_batched_channels_rotate_together():
 def test_unknown_code():
     with pytest.raises(RawFormatError, match="orientation code 2"):
         apply_orientation(IMAGE, 2)
+
+
+@pytest.mark.parametrize("code", [1, 3, 6, 8])
+def test_numpy_hwc_matches_torch_chw(code):
+    chw = torch.arange(2 * 3 * 4).view(2, 3, 4)
+    hwc = chw.permute(1, 2, 0).numpy()
+    expected = apply_orientation(chw, code).permute(1, 2, 0).numpy()
+    assert (apply_orientation(hwc, code, dims=(0, 1)) == expected).all()

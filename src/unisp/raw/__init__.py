@@ -1,0 +1,55 @@
+"""The RAW input layer: Bayer patterns and packing, the RawFrame type, readers and a DNG writer."""
+
+from __future__ import annotations
+
+from unisp.raw.bayer import (
+    CANONICAL_CHANNELS,
+    CFA,
+    REFERENCE_INVERSE,
+    REFERENCE_ORDER,
+    colour_masks,
+    crop_to_even,
+    from_reference_order,
+    pack,
+    to_reference_order,
+    unpack,
+)
+from unisp.raw.dng import write_dng
+from unisp.raw.frame import EXIF_ORIENTATIONS, RawFrame, Source
+from unisp.raw.io import (
+    LAYOUTS,
+    NPY_ORDERS,
+    RAW_EXTENSIONS,
+    SRGB_TO_XYZ_D65,
+    camera_to_srgb_matrix,
+    detect_layout,
+    find_raw_files,
+    read_raw,
+    write_mosaic_png,
+)
+
+__all__ = [
+    "CANONICAL_CHANNELS",
+    "CFA",
+    "EXIF_ORIENTATIONS",
+    "LAYOUTS",
+    "NPY_ORDERS",
+    "RAW_EXTENSIONS",
+    "REFERENCE_INVERSE",
+    "REFERENCE_ORDER",
+    "SRGB_TO_XYZ_D65",
+    "RawFrame",
+    "Source",
+    "camera_to_srgb_matrix",
+    "colour_masks",
+    "crop_to_even",
+    "detect_layout",
+    "find_raw_files",
+    "from_reference_order",
+    "pack",
+    "read_raw",
+    "to_reference_order",
+    "unpack",
+    "write_dng",
+    "write_mosaic_png",
+]

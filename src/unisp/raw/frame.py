@@ -13,6 +13,10 @@ from unisp.errors import RawFormatError
 from unisp.raw.bayer import CFA, pack
 
 
+#: Valid EXIF orientation codes (1 = as stored, 3 = 180°, 6 = 90° CW, 8 = 90° CCW; 2, 4, 5, 7 mirrored).
+EXIF_ORIENTATIONS: tuple[int, ...] = tuple(range(1, 9))
+
+
 class Source(str, Enum):
     """Where a frame's calibration value came from (logged so a user can see what was assumed)."""
 
@@ -31,7 +35,8 @@ class RawFrame:
         cfa: the Bayer pattern of ``mosaic``'s top-left 2×2 tile.
         black_level: per-plane black levels in canonical ``(R, Gr, Gb, B)`` order.
         white_level: the saturation value (same units as ``mosaic``).
-        wb_gains: as-shot white-balance multipliers ``(R, G, B)`` normalised to G = 1, if known.
+        wb_gains: as-shot white-balance multipliers ``(R, G, B)``, if known. Camera files give them
+            normalised to G = 1; synthetic frames include the digital exposure gain in all three.
         cam_to_srgb: ``3×3`` matrix from white-balanced camera RGB to linear sRGB, if known
             (rows sum to 1, so white stays white).
         orientation: EXIF orientation code (1 = as stored; 3 = 180°; 6 = 90° CW; 8 = 90° CCW).
@@ -51,6 +56,9 @@ class RawFrame:
 
     def __post_init__(self) -> None:
         name = f"{self.path}: " if self.path else ""
+        if self.orientation not in EXIF_ORIENTATIONS:
+            raise RawFormatError(f"{name}EXIF orientation must be 1..8, got {self.orientation!r}")
+        self.orientation = int(self.orientation)
         if self.mosaic.ndim != 2:
             raise RawFormatError(f"{name}a Bayer mosaic must be 2-D, got shape {self.mosaic.shape}")
         h, w = self.mosaic.shape
@@ -69,6 +77,10 @@ class RawFrame:
             raise RawFormatError(f"{name}black_level needs 4 values (R, Gr, Gb, B), got {self.black_level}")
         self.black_level = tuple(float(b) for b in self.black_level)
         self.white_level = float(self.white_level)
+        if not all(np.isfinite(b) and b >= 0 for b in self.black_level) or not np.isfinite(self.white_level):
+            raise RawFormatError(
+                f"{name}levels must be finite and black ≥ 0, got black {self.black_level}, white {self.white_level}"
+            )
         if not max(self.black_level) < self.white_level:
             raise RawFormatError(
                 f"{name}white level {self.white_level:g} must exceed every black level {self.black_level}"

@@ -9,6 +9,7 @@ touches global random state, so a given seed always gives the same camera.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -146,7 +147,6 @@ def random_noise_levels(generator: torch.Generator) -> NoiseLevels:
     Returns:
         ``NoiseLevels(shot, read)``, variances for a signal normalised to [0, 1].
     """
-    low, high = (torch.tensor(v, dtype=torch.float64).log() for v in SHOT_NOISE_RANGE)
-    log_shot = _uniform(generator, float(low), float(high))
+    log_shot = _uniform(generator, math.log(SHOT_NOISE_RANGE[0]), math.log(SHOT_NOISE_RANGE[1]))
     log_read = READ_NOISE_SLOPE * log_shot + READ_NOISE_INTERCEPT + _normal(generator, 0.0, READ_NOISE_LOG_STD)
-    return NoiseLevels(float(torch.tensor(log_shot).exp()), float(torch.tensor(log_read).exp()))
+    return NoiseLevels(math.exp(log_shot), math.exp(log_read))

@@ -1,0 +1,1 @@
+"""Datasets: Bayer-safe patches from RAW collections, paired and unpaired."""
