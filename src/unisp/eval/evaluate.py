@@ -128,7 +128,8 @@ class _Accumulator:
     def __init__(self, metrics: Sequence[str], device: str | torch.device | None) -> None:
         unknown = [m for m in metrics if m not in ALL_METRICS]
         if unknown or not metrics:
-            raise UnispError(f"unknown metric {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METRICS)}")
+            given = ", ".join(unknown) or "(none given)"
+            raise UnispError(f"unknown metric {given}; choose from {', '.join(ALL_METRICS)}")
         self.metrics = tuple(m for m in ALL_METRICS if m in metrics)
         self.device = device
         self.rows: list[ImageScores] = []
@@ -336,7 +337,8 @@ def format_table(result: EvalResult, per_image: bool = True) -> str:
     failures and the protocol. Arrows in the header say which direction is better.
     """
     header = ["image", *(LABELS[m] + (" ↑" if HIGHER_IS_BETTER[m] else " ↓") for m in result.metrics)]
-    lines = [[r.name, *(FORMATS[m].format(r.scores[m]) for m in result.metrics)] for r in result.rows] if per_image else []
+    rows = result.rows if per_image else []
+    lines = [[r.name, *(FORMATS[m].format(r.scores[m]) for m in result.metrics)] for r in rows]
     means = result.means
     mean_line = [f"mean of {len(result.rows)}", *(FORMATS[m].format(means[m]) for m in result.metrics)]
     widths = [max(len(row[i]) for row in [header, *lines, mean_line]) for i in range(len(header))]

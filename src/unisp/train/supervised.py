@@ -8,6 +8,7 @@ checkpoint left off: same weights, optimiser moments, step, and data order.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import random
 import time
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader
 from unisp.data.patches import FrameCache, RawPatches
 from unisp.errors import UnispError
 from unisp.eval.metrics import psnr, ssim
-from unisp.fileio import read_rgb
+from unisp.fileio import read_rgb, write_text
 from unisp.isp.pipeline import TRAINING_TARGET, render_frame
 from unisp.models.base import Generator
 from unisp.models.checkpoint import load_model
@@ -31,7 +32,7 @@ from unisp.models.registry import build_model, count_parameters
 from unisp.raw.frame import RawFrame
 from unisp.raw.io import find_raw_files, read_raw
 from unisp.train.config import TrainConfig
-from unisp.train.run import RunDir
+from unisp.train.run import MODEL_FILE, SUMMARY_FILE, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def supervised_loss(pred: torch.Tensor, target: torch.Tensor, config: TrainConfi
     if config.loss.ssim > 0:
         terms["ssim"] = 1.0 - ssim(pred, target).mean()
     total = config.loss.l1 * terms["l1"] + config.loss.ssim * terms.get("ssim", 0.0)
-    return total, {k: float(v) for k, v in terms.items()}
+    return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
 @torch.no_grad()
@@ -183,14 +184,17 @@ def train_supervised(
         run.start(config, str(device), command)
     model = model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas))
-    step, epoch = 0, 0
+    step = 0
     if resume:
         optimizer.load_state_dict(state["optimizer"])
-        step, epoch = int(state["step"]), int(state["epoch"])
+        step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
         run.truncate_metrics(step)
         log.info("resumed %s at step %d", run.path, step)
 
+    steps_per_epoch = config.data.samples_per_epoch // config.batch_size
+    if steps_per_epoch == 0:
+        raise UnispError(f"batch_size {config.batch_size} exceeds data.samples_per_epoch {config.data.samples_per_epoch}")
     start_val = validate(model, val_frames, val_targets, device) if step == 0 else {}
     if start_val:
         run.log({"step": 0, **start_val})
@@ -198,11 +202,13 @@ def train_supervised(
     started = time.perf_counter()
     last: dict[str, float] = {}
     while step < config.steps:
+        # Epoch and position follow from the step alone, so a resumed run sees the same batches.
+        epoch, skip = divmod(step, steps_per_epoch)
         dataset.set_epoch(epoch)
         loader = DataLoader(
             dataset,
             batch_size=config.batch_size,
-            shuffle=False,  # items are already random, seeded by (seed, epoch, index)
+            sampler=range(skip * config.batch_size, steps_per_epoch * config.batch_size),
             drop_last=True,
             num_workers=config.data.workers,
         )
@@ -215,20 +221,15 @@ def train_supervised(
             loss.backward()
             optimizer.step()
             step += 1
-            last = {"loss": float(loss), **terms}
+            last = {"loss": float(loss.detach()), **terms}
             if step % config.log_every == 0 or step == config.steps:
                 run.log({"step": step, **last})
             if step % config.val_every == 0 or step == config.steps:
                 run.log({"step": step, **validate(model, val_frames, val_targets, device)})
             if step % config.ckpt_every == 0 or step == config.steps:
-                resume_state = {"optimizer": optimizer.state_dict(), "epoch": epoch, "torch_rng": torch.get_rng_state()}
-                # The next epoch starts fresh after a checkpoint taken at an epoch's end.
-                run.save(model, name, step, resume_state, training)
+                run.save(model, name, step, {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, training)
             if progress is not None:
                 progress(step, last)
-        epoch += 1
-        if len(loader) == 0:
-            raise UnispError(f"batch size {config.batch_size} exceeds data.samples_per_epoch {config.data.samples_per_epoch}")
 
     final_val = validate(model, val_frames, val_targets, device)
     summary = {
@@ -241,10 +242,7 @@ def train_supervised(
         "start_validation": start_val,
         "final_validation": final_val,
         "validation_images": len(val_frames),
-        "model_file": str(run.path / "model.safetensors"),
+        "model_file": str(run.path / MODEL_FILE),
     }
-    from unisp.fileio import write_text
-    import json
-
-    write_text(run.path / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text(run.path / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
