@@ -467,6 +467,85 @@ def process(
     report_failures(done, failures, "processed", out)
 
 
+@app.command("eval")
+@user_errors
+def evaluate(
+    pred: Annotated[Optional[Path], typer.Option(help="Folder of predicted images (compare with --gt).")] = None,
+    gt: Annotated[Optional[Path], typer.Option(help="Folder of ground-truth images, matched by file stem.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model file: run it on --data first.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset folder (raw/+rgb/, huawei_raw/+canon/, mediatek_raw/+fujifilm/).")] = None,
+    metrics: Annotated[str, typer.Option(help="Comma-separated: psnr, ssim, ms_ssim, delta_e2000, lpips_alex.")] = "psnr,ssim,ms_ssim,delta_e2000,lpips_alex",
+    csv: Annotated[Optional[Path], typer.Option("--csv", help="Write per-image scores to this CSV file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (protocol, means, per-image, failures) instead of a table.")] = False,
+    save: Annotated[Optional[Path], typer.Option(help="With --model: also write the model's outputs (16-bit PNG) here.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    layout: LayoutOpt = Layout.auto,
+) -> None:
+    """Score images against ground truth: two folders (--pred --gt), or a model on a dataset (--model --data)."""
+    import json
+
+    from unisp.eval.evaluate import ALL_METRICS, compare_folders, evaluate_images, format_table, to_json, write_csv
+
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in ALL_METRICS]
+    if unknown or not chosen:
+        raise UnispError(f"--metrics: unknown {', '.join(unknown) or '(none given)'} (allowed: {', '.join(ALL_METRICS)})")
+    if (pred is None) == (model is None):
+        raise UnispError("give either --pred DIR --gt DIR, or --model FILE --data DIR")
+    with progress_bar() as progress:
+        task = progress.add_task("evaluating", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        if pred is not None:
+            if gt is None:
+                raise UnispError("--pred needs --gt DIR")
+            result = compare_folders(pred, gt, metrics=chosen, progress=advance)
+        else:
+            if data is None:
+                raise UnispError("--model needs --data DIR")
+            result = _evaluate_model(model, data, gt, layout, chosen, device, save, advance)
+    if csv is not None:
+        write_csv(result, csv)
+    typer.echo(json.dumps(to_json(result), indent=2) if as_json else format_table(result))
+    if not result.rows:
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
+def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progress):
+    """Run a model file over a dataset's RAW files (full resolution) and score against its ground truth."""
+    from unisp.eval.datasets import raw_and_truth_dirs
+    from unisp.eval.evaluate import evaluate_images
+    from unisp.fileio import list_images, read_rgb, write_image
+    from unisp.models.checkpoint import load_model
+    from unisp.process import run_tiled
+    from unisp.raw.io import find_raw_files, read_raw
+    from unisp.train.supervised import resolve_device
+
+    net, _ = load_model(model_path)
+    dev = resolve_device(device)
+    net = net.to(dev)
+    raw_dir, gt_dir = raw_and_truth_dirs(data, gt)
+    truths = {p.stem: p for p in list_images(gt_dir)}
+    names, failures = [], []
+    for path in find_raw_files(raw_dir):
+        (names if path.stem in truths else failures).append(path)
+
+    def outputs():
+        for name in names:
+            image = run_tiled(net, read_raw(name, layout=layout.value), device=dev)
+            if save is not None:
+                write_image(Path(save) / f"{name.stem}.png", image, depth=16)
+            yield image
+
+    result = evaluate_images(
+        outputs(), (read_rgb(truths[p.stem]) for p in names), [p.stem for p in names], metrics=metrics, progress=progress
+    )
+    result.failures += [f"{p}: no ground truth named {p.stem}.* in {gt_dir}" for p in failures]
+    return result
+
+
 @app.command()
 @user_errors
 def demo(
