@@ -551,11 +551,16 @@ def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progres
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("unisp-demo"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    reference: Annotated[
+        Optional[Path], typer.Option(help="One of the paper's released .pth files, to render the sample frame with too.")
+    ] = None,
 ) -> None:
     """Run the main job on the embedded default data, with no download."""
     from unisp.demo import run_demo
 
-    summary = run_demo(out, seed=seed, console=console)
+    prepare_output_dir(out)
+    with console.status("running the demo (synthetic RAW, stage-1 training, evaluation)…"):
+        summary = run_demo(out, seed=seed, reference=reference)
     typer.echo(summary)
 
 
