@@ -185,6 +185,34 @@ def progress_bar():
     )
 
 
+def check_depth(depth: int) -> None:
+    if depth not in (8, 16):
+        raise UnispError(f"--depth must be 8 or 16, got {depth}")
+
+
+def convert_files(inputs: list[Path], out: Path, read: Callable, fmt, depth: int, convert: Callable, verb: str) -> None:
+    """Read each RAW file, ``convert(frame, progress)`` it to an image, write it to ``out``.
+
+    A file that fails is listed at the end (exit status 2) and the run goes on; nothing is written for it.
+    """
+    from unisp.fileio import write_image
+
+    files, failures = expand_inputs(inputs)
+    prepare_output_dir(out)
+    suffix = ".png" if fmt is ImageFormat.png else ".tif"
+    done = 0
+    with progress_bar() as progress:
+        task = progress.add_task("files", total=len(files))
+        for path in files:
+            try:
+                write_image(out / f"{path.stem}{suffix}", convert(read(path), progress), depth=depth)
+                done += 1
+            except UnispError as e:
+                failures.append((path, str(e)))
+            progress.advance(task)
+    report_failures(done, failures, verb, out)
+
+
 # ----------------------------------------------------------------------------------------------
 # Commands
 # ----------------------------------------------------------------------------------------------
@@ -231,12 +259,10 @@ def render(
     white: WhiteOpt = None,
 ) -> None:
     """Render RAW files to sRGB images through the classical ISP pipeline."""
-    from unisp.fileio import write_image
     from unisp.isp.orientation import apply_orientation
     from unisp.isp.pipeline import ISPConfig, render_frame
 
-    if depth not in (8, 16):
-        raise UnispError(f"--depth must be 8 or 16, got {depth}")
+    check_depth(depth)
     config = ISPConfig(
         demosaic=demosaic.value,
         white_balance=white_balance.value,
@@ -244,20 +270,11 @@ def render(
         tone_curve=tone_curve,
     )
     read = raw_reader(layout, width, height, bits, cfa, black, white)
-    files, failures = expand_inputs(inputs)
-    prepare_output_dir(out)
-    suffix = ".png" if format is ImageFormat.png else ".tif"
-    done = 0
-    with progress_bar() as progress:
-        for path in progress.track(files, description="rendering"):
-            try:
-                frame = read(path)
-                image = apply_orientation(render_frame(frame, config), frame.orientation)
-                write_image(out / f"{path.stem}{suffix}", image, depth=depth)
-                done += 1
-            except UnispError as e:
-                failures.append((path, str(e)))
-    report_failures(done, failures, "rendered", out)
+
+    def convert(frame, progress):
+        return apply_orientation(render_frame(frame, config), frame.orientation)
+
+    convert_files(inputs, out, read, format, depth, convert, "rendered")
 
 
 @app.command()
@@ -342,20 +359,24 @@ def info(
 
     if model in MODEL_NAMES:
         net, header = build_model(model), {}
+    elif not Path(model).is_file():
+        raise UnispError(f"{model}: neither a model name ({', '.join(MODEL_NAMES)}) nor a model file")
     else:
         from unisp.models.checkpoint import load_model
 
         net, header = load_model(model)
     stats = model_info(net)
-    typer.echo(f"model       {header.get('model', model)}")
-    for key, value in stats.items():
-        typer.echo(f"{key:<11} {value:,}" if isinstance(value, int) else f"{key:<11} {value}")
+    lines = [
+        ("model", header.get("model", model)),
+        ("parameters", f"{stats['parameters']:,}"),
+        ("MMAC / output MP", f"{stats['mmac_per_megapixel']:,.1f} (measured on a {stats['width']}×{stats['height']} output)"),
+        ("counting", MAC_CONVENTION),
+    ]
     if header:
-        typer.echo(f"file        {model}")
-        for key in ("packing", "normalisation", "training"):
-            if header.get(key):
-                typer.echo(f"{key:<11} {header[key]}")
-    typer.echo(f"MACs count  {MAC_CONVENTION}")
+        lines.insert(1, ("file", str(model)))
+        lines += [(key, str(header[key])) for key in ("packing", "normalisation", "training") if header.get(key)]
+    for key, value in lines:
+        typer.echo(f"{key:<17} {value}")
 
 
 @app.command("import-reference")
@@ -435,36 +456,24 @@ def process(
     white: WhiteOpt = None,
 ) -> None:
     """Convert RAW files to sRGB with a learned ISP, full resolution, tiled, honouring orientation."""
-    from unisp.fileio import write_image
     from unisp.isp.orientation import apply_orientation
     from unisp.models.checkpoint import load_model
     from unisp.process import count_tiles, run_tiled
     from unisp.train.supervised import resolve_device
 
-    if depth not in (8, 16):
-        raise UnispError(f"--depth must be 8 or 16, got {depth}")
+    check_depth(depth)
     net, _ = load_model(model)
     dev = resolve_device(device)
     net = net.to(dev)
     read = raw_reader(layout, width, height, bits, cfa, black, white)
-    files, failures = expand_inputs(inputs)
-    prepare_output_dir(out)
-    suffix = ".png" if format is ImageFormat.png else ".tif"
-    done = 0
-    with progress_bar() as progress:
-        file_task = progress.add_task("files", total=len(files))
-        for path in files:
-            try:
-                frame = read(path)
-                tile_task = progress.add_task(f"  {path.name}", total=count_tiles(net, frame, tile))
-                image = run_tiled(net, frame, tile=tile, depth=depth, device=dev, progress=lambda n: progress.advance(tile_task, n))
-                progress.remove_task(tile_task)
-                write_image(out / f"{path.stem}{suffix}", apply_orientation(image, frame.orientation, dims=(0, 1)))
-                done += 1
-            except UnispError as e:
-                failures.append((path, str(e)))
-            progress.advance(file_task)
-    report_failures(done, failures, "processed", out)
+
+    def convert(frame, progress):
+        task = progress.add_task(f"  {frame.path.name}", total=count_tiles(net, frame, tile))
+        image = run_tiled(net, frame, tile=tile, depth=depth, device=dev, progress=lambda n: progress.advance(task, n))
+        progress.remove_task(task)
+        return apply_orientation(image, frame.orientation, dims=(0, 1))
+
+    convert_files(inputs, out, read, format, depth, convert, "processed")
 
 
 @app.command("eval")

@@ -606,8 +606,13 @@ def _read_plain_image(path: Path, opts: _UserOptions) -> RawFrame:
         raise RawFormatError(
             f"{path}: a plain PNG/TIFF mosaic carries no calibration; pass {' and '.join(missing)}"
         )
+    return _frame_from_flags(path, _read_mosaic_image(path), opts)
+
+
+def _frame_from_flags(path: Path, mosaic: np.ndarray, opts: _UserOptions) -> RawFrame:
+    """A frame whose calibration comes entirely from the user's flags (black 0 when not given)."""
     return RawFrame(
-        mosaic=_read_mosaic_image(path),
+        mosaic=mosaic,
         cfa=opts.cfa,
         black_level=opts.black if opts.black is not None else (0.0,) * 4,
         white_level=opts.white_or_bits,
@@ -701,20 +706,7 @@ def _read_headerless(path: Path, opts: _UserOptions) -> RawFrame:
             f"({dtype.itemsize} byte(s) per sample) needs {expected}"
         )
     mosaic = np.fromfile(path, dtype=dtype).reshape(opts.height, opts.width)
-    return RawFrame(
-        mosaic=mosaic.astype(np.uint16),
-        cfa=opts.cfa,
-        black_level=opts.black if opts.black is not None else (0.0,) * 4,
-        white_level=opts.white_or_bits,
-        path=path,
-        sources=dict(
-            cfa=Source.USER,
-            black_level=Source.USER if opts.black is not None else Source.ASSUMED,
-            white_level=Source.USER,
-            wb_gains=Source.ASSUMED,
-            cam_to_srgb=Source.ASSUMED,
-        ),
-    )
+    return _frame_from_flags(path, mosaic.astype(np.uint16), opts)
 
 
 __all__ = [
