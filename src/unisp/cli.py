@@ -16,7 +16,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 
 from unisp.errors import UnispError
 
@@ -43,12 +42,19 @@ def main(
 ) -> None:
     """Set up logging for every subcommand."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_time=False, show_path=False, markup=False)],
-        force=True,
-    )
+    # Plain lines ("info: ...", "warning: ..."), one per message, never wrapped: easy to read and to grep.
+    handler = logging.StreamHandler()
+    handler.setFormatter(LevelFormatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+class LevelFormatter(logging.Formatter):
+    """Lower-case level names."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.levelname = record.levelname.lower()
+        return super().format(record)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -293,6 +299,7 @@ def inspect(
     import numpy as np
 
     read = raw_reader(layout, width, height, bits, cfa, black, white)
+    logging.getLogger("unisp.raw").setLevel(logging.WARNING)  # the reader's info line is what we print
     files, failures = expand_inputs(inputs)
     for path in files:
         try:
