@@ -1,23 +1,43 @@
-"""``unisp demo`` end to end, shortened: every output is written and the summary is consistent."""
+"""``unisp demo`` end to end (shortened), and the recipes in configs/."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from unisp.demo import DemoSettings, run_demo
+import pytest
+
+from unisp.config import load_config
+from unisp.demo import DemoSettings, asset, run_demo
 from unisp.fileio import read_rgb
+from unisp.train.config import TrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_demo_writes_its_outputs(tmp_path, monkeypatch):
     monkeypatch.setenv("UNISP_CACHE", str(tmp_path / "cache"))
-    summary = run_demo(tmp_path / "out", settings=DemoSettings(steps=20, batch_size=4, patch=32))
+    settings = DemoSettings(stage1_steps=4, stage1_patch=32, stage2_steps=2, batch_size=2)
+    summary = run_demo(tmp_path / "out", settings=settings)
     out = tmp_path / "out"
     record = json.loads((out / "summary.json").read_text())
-    assert len(record["held_out"]) == 2
-    assert set(record["mean"]) == {"classical (bilinear)", "classical (malvar)", "classical (menon)", "stage-1 efficient_isp"}
-    assert record["sample_renders"] == ["classical", "stage1"]
-    assert read_rgb(out / "sample_classical.png").shape == (3, 1080, 1920)
+    assert record["held_out"] == ["astronaut_br", "coffee_br", "motorcycle_br"]
+    assert set(record["mean"]) == {
+        "classical (bilinear)", "classical (malvar)", "classical (menon)",
+        "stage 1 (efficient_isp)", "stage 2, unpaired (efficient_isp)",
+    }
+    assert record["sample_renders"] == ["classical", "stage1", "stage2"]
+    assert read_rgb(out / "sample_stage2.png").shape == (3, 1080, 1920)
     for name in record["held_out"]:
         assert (out / "compare" / f"{name}.png").exists()
-    assert (out / "stage1" / "model.safetensors").exists()
-    assert "| classical (menon) |" in summary and (out / "summary.md").read_text() == summary
+    assert "| stage 2, unpaired (efficient_isp) |" in summary and (out / "summary.md").read_text() == summary
+
+
+def test_packaged_demo_recipe_is_configs_demo_yaml():
+    assert asset("demo.yaml").read_text() == (CONFIGS / "demo.yaml").read_text()
+
+
+@pytest.mark.parametrize("name", ["stage1", "paired", "zrr_unpaired", "uispf_unpaired", "demo"])
+def test_recipes_load(name):
+    config = load_config(TrainConfig, CONFIGS / f"{name}.yaml")
+    assert config.batch_size >= 1

@@ -405,17 +405,17 @@ def import_reference(
 def train(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe YAML (configs/*.yaml).")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. steps=100 data.raw_dir=DIR.")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Override the recipe's mode: stage1 or paired.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Override the recipe's mode: stage1, unpaired, paired or paired_no_adv.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: the recipe's `out`).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
 ) -> None:
-    """Train a generator from a recipe (stage-1 demosaicing pretraining, or paired)."""
+    """Train a generator from a recipe: stage-1 pretraining, unpaired (the paper), paired, paired_no_adv."""
     import shlex
     import sys
 
     from unisp.config import load_config
     from unisp.train.config import TrainConfig
-    from unisp.train.supervised import train_supervised
+    from unisp.train.loop import train as run_training
     from unisp.train.run import RunDir
 
     overrides = list(overrides or [])
@@ -432,16 +432,14 @@ def train(
         task = progress.add_task(f"training ({recipe.mode})", total=recipe.steps)
 
         def advance(step: int, terms: dict[str, float]) -> None:
-            progress.update(task, completed=step, description=f"training ({recipe.mode}) loss {terms.get('loss', 0):.4f}")
+            progress.update(task, completed=step, description=f"training ({recipe.mode}) loss {terms.get('loss/total', 0):.4f}")
 
-        summary = train_supervised(
-            recipe, out, resume=resume is not None, progress=advance, command=shlex.join(sys.argv)
-        )
-    start, final = summary["start_validation"], summary["final_validation"]
+        summary = run_training(recipe, out, resume=resume is not None, progress=advance, command=shlex.join(sys.argv))
+    start, final, metric = summary["start_validation"], summary["final_validation"], summary["validation_metric"]
     console.print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s → {summary['model_file']}", highlight=False)
     if final:
-        before = f"{start['val_psnr']:.2f} → " if start else ""
-        console.print(f"validation PSNR {before}{final['val_psnr']:.2f} dB", highlight=False)
+        before = f"{start[metric]:.2f} → " if start else ""
+        console.print(f"{metric} {before}{final[metric]:.2f} dB", highlight=False)
 
 
 @app.command()
@@ -466,7 +464,7 @@ def process(
     from unisp.isp.orientation import apply_orientation
     from unisp.models.checkpoint import load_model
     from unisp.process import count_tiles, run_tiled
-    from unisp.train.supervised import resolve_device
+    from unisp.device import resolve_device
 
     check_depth(depth)
     net, _ = load_model(model)
@@ -537,7 +535,7 @@ def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progres
     from unisp.models.checkpoint import load_model
     from unisp.process import run_tiled
     from unisp.raw.io import find_raw_files, read_raw
-    from unisp.train.supervised import resolve_device
+    from unisp.device import resolve_device
 
     net, _ = load_model(model_path)
     dev = resolve_device(device)
@@ -560,6 +558,46 @@ def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progres
     )
     result.failures += [f"{p}: no ground truth named {p.stem}.* in {gt_dir}" for p in failures]
     return result
+
+
+weights_app = typer.Typer(help="The frozen backbones' weight files: check what is present, fetch what is missing.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+ProfileOpt = Annotated[str, typer.Option("--profile", help="Backbone profile: paper or lite (random needs no files).")]
+WeightsDirOpt = Annotated[Optional[Path], typer.Option("--weights-dir", help="Folder holding the weight files (default: the standard caches).")]
+
+
+@weights_app.command("check")
+@user_errors
+def weights_check(profile: ProfileOpt = "paper", weights_dir: WeightsDirOpt = None) -> None:
+    """List every weight file a profile needs and whether it is present; exit 1 if any is missing."""
+    from unisp.losses.backbones import required_weights
+
+    files = required_weights(_profile(profile), weights_dir)
+    for f in files:
+        mark = "ok     " if f.present else "MISSING"
+        typer.echo(f"{mark} {f.name:<44} {f.purpose}\n        {f.path}")
+    missing = [f for f in files if not f.present]
+    if missing:
+        typer.echo(f"{len(missing)} of {len(files)} file(s) missing: `unisp weights fetch --profile {profile}` where a network exists")
+        raise typer.Exit(1)
+    typer.echo(f"all {len(files)} file(s) present for profile {profile}")
+
+
+@weights_app.command("fetch")
+@user_errors
+def weights_fetch(profile: ProfileOpt = "paper", weights_dir: WeightsDirOpt = None) -> None:
+    """Download the weight files of a profile into the standard caches or --weights-dir (needs a network)."""
+    from unisp.losses.backbones import fetch_weights
+
+    for path in fetch_weights(_profile(profile), weights_dir):
+        typer.echo(f"present {path}")
+
+
+def _profile(name: str) -> str:
+    if name not in ("paper", "lite", "random"):
+        raise UnispError(f"--profile must be paper, lite or random, got {name!r}")
+    return name
 
 
 @app.command()

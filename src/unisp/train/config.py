@@ -7,8 +7,15 @@ from typing import Literal
 
 from unisp.errors import ConfigError
 from unisp.isp.demosaic import DemosaicMethod
+from unisp.losses.config import UnpairedLossConfig
 
-Mode = Literal["stage1", "paired"]
+#: stage1: reproduce the classical render X̂ (the paper's pretraining);
+#: unpaired: the paper's loss with an unrelated RGB set (content against X̂);
+#: paired: the same loss with aligned targets (content against the target, which is also D's "real");
+#: paired_no_adv: aligned targets, content + total variation only (and any pixel terms).
+Mode = Literal["stage1", "unpaired", "paired", "paired_no_adv"]
+#: Modes whose training data has aligned RGB targets.
+PAIRED_MODES = ("paired", "paired_no_adv")
 #: The values of :data:`unisp.raw.io.LAYOUTS`.
 Layout = Literal["auto", "libraw", "zrr", "uispf", "unisp", "png", "npy", "headerless"]
 
@@ -19,11 +26,13 @@ class DataConfig:
 
     Attributes:
         raw_dir: folder of RAW files (any layout :func:`unisp.raw.io.read_raw` reads).
-        rgb_dir: paired mode: folder of RGB targets aligned pixel for pixel with the RAW files,
-            matched by file stem.
+        rgb_dir: paired modes: RGB targets aligned pixel for pixel with the RAW files, matched by
+            file stem; unpaired mode: a folder of unrelated RGB photos (other scenes, other cameras).
         layout: how to read the RAW files (``auto`` picks by extension and folder name).
         val_dir: RAW files held out for validation (full images); empty → ``val_fraction`` of raw_dir.
-        val_rgb_dir: paired targets of ``val_dir``.
+        val_rgb_dir: ground truth of the validation RAW files, when there is any (paired
+            modes default to ``rgb_dir``); without it, unpaired runs are scored against the classical
+            render (content consistency), logged as ``val_render_psnr``.
         val_fraction: share of ``raw_dir`` held out for validation when no ``val_dir`` is given.
         patch: patch edge in mosaic pixels (the paper trains on 256×256 RAW patches).
         flips: random Bayer-safe flips.
@@ -33,7 +42,7 @@ class DataConfig:
     """
 
     raw_dir: str = ""
-    rgb_dir: str = ""
+    rgb_dir: str = ""  # paired modes: aligned targets (same stems); unpaired: any unrelated RGB photos
     layout: Layout = "auto"
     val_dir: str = ""
     val_rgb_dir: str = ""
@@ -46,10 +55,14 @@ class DataConfig:
 
 
 @dataclass
-class LossConfig:
-    """Supervised loss ``l1 · L1 + ssim · (1 − SSIM)`` (paired mode: the paper's supervised baseline)."""
+class PixelLossConfig:
+    """Pixel terms against the reference (X̂ in stage1/unpaired, the target in paired modes).
 
-    l1: float = 1.0
+    ``l1 · |Ŷ − ref|`` and ``ssim · (1 − SSIM(Ŷ, ref))``; a zero multiplier leaves the term out.
+    Stage 1 uses these alone; the paper's stage-2 losses are in ``losses``.
+    """
+
+    l1: float = 0.0
     ssim: float = 0.0
 
 
@@ -58,44 +71,63 @@ class TrainConfig:
     """A training run.
 
     Attributes:
-        mode: ``stage1`` — learn to reproduce the classical render of the RAW input (the paper's
-            demosaicing pretraining, no RGB needed); ``paired`` — learn aligned RGB targets.
+        mode: see :data:`Mode`.
         model: generator name (``efficient_isp``, ``robust_isp``, ``rmfa_tiny``).
         init: model file (.safetensors) to start from; empty = random initialisation.
         target_demosaic: demosaicing of the classical render used as stage-1 target
             (white balance as shot, no colour matrix, sRGB curve: the paper's "demosaic + WB + gamma").
         steps: optimiser steps.
         batch_size: patches per step (the paper: 32).
-        lr, betas: Adam settings (the paper's generator optimiser: 5e-4, (0.5, 0.9)).
+        pixel: L1/SSIM terms (stage 1, or supervised training on aligned pairs).
+        losses: the paper's terms (content, colour, two texture, TV), backbones and DLA.
+        lr, betas: the generator's Adam (the paper: 5e-4, (0.5, 0.9)).
+        d_lr, d_betas, d_clip: each discriminator's Adam and gradient-norm clip (the paper: 1e-5,
+            (0.5, 0.9), 1).
+        d_every: the discriminators step once every this many generator steps, on the same batch
+            (the paper: 10).
+        amp: bfloat16 autocast for the frozen backbones on CUDA (ignored on CPU).
         seed: seeds initialisation, data order and patches.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
-        log_every, val_every, ckpt_every: in steps.
+        log_every, val_every, ckpt_every, image_every: in steps (image grids go to TensorBoard).
+        tensorboard: write TensorBoard logs into the run folder's ``tb/``.
         out: run folder (created; the recipe, git hash, logs and checkpoints go there).
     """
 
-    mode: Mode = "stage1"
+    mode: Mode = "unpaired"
     model: str = "efficient_isp"
     init: str = ""
     target_demosaic: DemosaicMethod = "malvar"
     data: DataConfig = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    pixel: PixelLossConfig = field(default_factory=PixelLossConfig)
+    losses: UnpairedLossConfig = field(default_factory=UnpairedLossConfig)
     steps: int = 2000
     batch_size: int = 32
     lr: float = 5e-4
     betas: tuple[float, float] = (0.5, 0.9)
+    d_lr: float = 1e-5
+    d_betas: tuple[float, float] = (0.5, 0.9)
+    d_every: int = 10
+    d_clip: float = 1.0
+    amp: bool = True
     seed: int = 0
     device: str = "auto"
     log_every: int = 50
     val_every: int = 500
     ckpt_every: int = 500
-    out: str = "runs/stage1"
+    image_every: int = 500
+    tensorboard: bool = True
+    out: str = "runs/train"
 
     def __post_init__(self) -> None:
-        for key in ("steps", "batch_size", "log_every", "val_every", "ckpt_every"):
+        for key in ("steps", "batch_size", "log_every", "val_every", "ckpt_every", "image_every", "d_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ConfigError(f"config key 'lr' must be positive, got {self.lr}")
+        for key in ("lr", "d_lr", "d_clip"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"config key {key!r} must be positive, got {getattr(self, key)}")
+        for key in ("l1", "ssim"):
+            if getattr(self.pixel, key) < 0:
+                raise ConfigError(f"config key 'pixel.{key}' must be ≥ 0, got {getattr(self.pixel, key)}")
         if not 0 <= self.data.val_fraction < 1:
             raise ConfigError(f"config key 'data.val_fraction' must be in [0, 1), got {self.data.val_fraction}")
         if self.data.patch < 8 or self.data.patch % 2:
@@ -105,5 +137,7 @@ class TrainConfig:
         """Raise :class:`ConfigError` for settings a run needs but defaults cannot give."""
         if not self.data.raw_dir:
             raise ConfigError("config key 'data.raw_dir' is required (a folder of RAW files)")
-        if self.mode == "paired" and not self.data.rgb_dir:
-            raise ConfigError("config key 'data.rgb_dir' is required in paired mode (aligned RGB targets)")
+        if self.mode in PAIRED_MODES and not self.data.rgb_dir:
+            raise ConfigError(f"config key 'data.rgb_dir' is required in {self.mode} mode (aligned RGB targets)")
+        if self.mode == "unpaired" and not self.data.rgb_dir:
+            raise ConfigError("config key 'data.rgb_dir' is required in unpaired mode (a folder of RGB photos)")

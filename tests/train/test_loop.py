@@ -15,11 +15,14 @@ from unisp.errors import ConfigError, UnispError
 from unisp.models.checkpoint import load_model
 from unisp.train.config import TrainConfig
 from unisp.train.run import RunDir
-from unisp.train.supervised import train_supervised
+from unisp.train.loop import train
 
 
 def recipe(tiny_set, **overrides) -> TrainConfig:
     base = [
+        "mode=stage1",
+        "pixel.l1=1",
+        "losses.dla=false",
         f"data.raw_dir={tiny_set / 'raw'}",
         "data.patch=16",
         "data.samples_per_epoch=64",
@@ -36,13 +39,13 @@ def recipe(tiny_set, **overrides) -> TrainConfig:
 
 
 def test_stage1_learns_the_classical_render(tiny_set, tmp_path):
-    summary = train_supervised(recipe(tiny_set), tmp_path / "run")
+    summary = train(recipe(tiny_set), tmp_path / "run")
     # Validation is against the classical render of held-out images, so a better PSNR than at
     # step 0 means the generator learned to demosaic/white-balance/gamma like the classical ISP.
     start, final = summary["start_validation"]["val_psnr"], summary["final_validation"]["val_psnr"]
     assert summary["validation_images"] == 2
     assert final > start + 3.0, (start, final)
-    losses = [r["loss"] for r in RunDir(tmp_path / "run").metrics() if "loss" in r]
+    losses = [r["loss/total"] for r in RunDir(tmp_path / "run").metrics() if "loss/total" in r]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     model, header = load_model(tmp_path / "run" / "model.safetensors")
     assert header["model"] == "efficient_isp" and header["training"]["step"] == 120
@@ -52,39 +55,41 @@ def test_stage1_learns_the_classical_render(tiny_set, tmp_path):
 
 
 def test_paired_mode_learns_the_ground_truth(tiny_set, tmp_path):
-    config = recipe(tiny_set, mode="paired", **{"data.rgb_dir": tiny_set / "rgb", "loss.ssim": 0.2})
-    summary = train_supervised(config, tmp_path / "run")
+    # Supervised training on aligned pairs (L1 + SSIM only): the paper's terms switched off.
+    off = {f"losses.{t}": 0 for t in ("content", "colour", "texture_low", "texture_high", "tv")}
+    config = recipe(tiny_set, mode="paired", **{"data.rgb_dir": tiny_set / "rgb", "pixel.ssim": 0.2, **off})
+    summary = train(config, tmp_path / "run")
     assert summary["final_validation"]["val_psnr"] > summary["start_validation"]["val_psnr"] + 3.0
 
 
 def test_stage2_can_start_from_a_checkpoint(tiny_set, tmp_path):
-    first = train_supervised(recipe(tiny_set, steps=60), tmp_path / "a")
-    second = train_supervised(recipe(tiny_set, steps=10, init=tmp_path / "a" / "model.safetensors"), tmp_path / "b")
+    first = train(recipe(tiny_set, steps=60), tmp_path / "a")
+    second = train(recipe(tiny_set, steps=10, init=tmp_path / "a" / "model.safetensors"), tmp_path / "b")
     # Starting from the trained model, step 0 already scores what the first run ended with.
     assert second["start_validation"]["val_psnr"] == pytest.approx(first["final_validation"]["val_psnr"], abs=1e-4)
 
 
 def test_resume_is_exact(tiny_set, tmp_path):
-    full = train_supervised(recipe(tiny_set, steps=100, ckpt_every=50), tmp_path / "full")
-    train_supervised(recipe(tiny_set, steps=50, ckpt_every=50), tmp_path / "part")
+    full = train(recipe(tiny_set, steps=100, ckpt_every=50), tmp_path / "full")
+    train(recipe(tiny_set, steps=50, ckpt_every=50), tmp_path / "part")
     # Continue the 50-step run to 100 steps: same weights, optimiser state and data as the full run.
     (tmp_path / "part" / "config.yaml").write_text((tmp_path / "full" / "config.yaml").read_text())
     config = load_config(TrainConfig, tmp_path / "part" / "config.yaml")
-    resumed = train_supervised(config, tmp_path / "part", resume=True)
+    resumed = train(config, tmp_path / "part", resume=True)
     assert resumed["steps"] == 100
     a, _ = load_model(tmp_path / "full" / "model.safetensors")
     b, _ = load_model(tmp_path / "part" / "model.safetensors")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
-    losses = lambda run: [r["loss"] for r in RunDir(tmp_path / run).metrics() if "loss" in r]
+    losses = lambda run: [r["loss/total"] for r in RunDir(tmp_path / run).metrics() if "loss/total" in r]
     assert losses("full") == losses("part")
 
 
 def test_config_errors(tiny_set):
     with pytest.raises(ConfigError, match="data.raw_dir"):
-        train_supervised(TrainConfig())
+        train(TrainConfig())
     with pytest.raises(ConfigError, match="data.rgb_dir"):
-        train_supervised(recipe(tiny_set, mode="paired"))
+        train(recipe(tiny_set, mode="paired"))
     with pytest.raises(ConfigError, match="'mode'"):
         recipe(tiny_set, mode="unknown")
     with pytest.raises(ConfigError, match="'data.patch'"):
@@ -93,12 +98,12 @@ def test_config_errors(tiny_set):
 
 def test_patch_larger_than_images(tiny_set, tmp_path):
     with pytest.raises(UnispError, match="smaller than"):
-        train_supervised(recipe(tiny_set, **{"data.patch": 64}), tmp_path / "run")
+        train(recipe(tiny_set, **{"data.patch": 64}), tmp_path / "run")
 
 
 def test_cli_train_and_resume(tiny_set, tmp_path):
     runner = CliRunner()
-    args = [f"data.raw_dir={tiny_set / 'raw'}", "data.patch=16", "data.samples_per_epoch=16", "batch_size=8",
+    args = [f"data.raw_dir={tiny_set / 'raw'}", "data.patch=16", "tensorboard=false", "data.samples_per_epoch=16", "batch_size=8",
             "steps=4", "ckpt_every=2", "val_every=2", "device=cpu"]
     result = runner.invoke(app, ["train", "--config", "configs/stage1.yaml", "--out", str(tmp_path / "run"), *args])
     assert result.exit_code == 0, result.output

@@ -1,0 +1,316 @@
+"""The training loop, for every mode: stage 1, paired, paired without adversarial terms, unpaired.
+
+Read top to bottom: data, model, objective (terms and discriminators), optimisers; then one
+loop of steps. A generator step computes the active terms on a batch and combines their
+gradients (Dynamic Loss Adaptation, or fixed weights); every ``d_every`` steps the
+discriminators step on the same batch. Logging, validation and checkpoints happen every so many
+steps; ``--resume`` continues exactly where the last checkpoint left off (weights, optimiser
+moments, discriminators, step and data order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from unisp.data.patches import FrameCache, RawPatches
+from unisp.device import resolve_device
+from unisp.data.unpaired import RGBPatches, UnpairedPatches
+from unisp.errors import UnispError
+from unisp.eval.metrics import psnr
+from unisp.fileio import list_images, read_rgb, write_text
+from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
+from unisp.models.base import Generator
+from unisp.models.checkpoint import load_model
+from unisp.models.registry import build_model, count_parameters
+from unisp.raw.frame import RawFrame
+from unisp.raw.io import find_raw_files, read_raw
+from unisp.train.config import PAIRED_MODES, TrainConfig
+from unisp.train.objective import Objective
+from unisp.train.run import MODEL_FILE, SUMMARY_FILE, RunDir
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def target_config(config: TrainConfig) -> ISPConfig:
+    """The classical render X̂ (the paper's demosaic + white balance + gamma)."""
+    return dataclasses.replace(TRAINING_TARGET, demosaic=config.target_demosaic)
+
+
+def split_files(config: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """Training and validation RAW files (validation from ``val_dir`` or a seeded share of ``raw_dir``)."""
+    files = find_raw_files(config.data.raw_dir)
+    if config.data.val_dir:
+        return files, find_raw_files(config.data.val_dir)
+    n_val = int(round(len(files) * config.data.val_fraction))
+    if n_val == 0 or n_val >= len(files):
+        return files, []
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(config.seed)).tolist()
+    val = sorted(files[i] for i in order[:n_val])
+    return [f for f in files if f not in set(val)], val
+
+
+def paired_targets(raw_files: list[Path], rgb_dir: str) -> list[Path]:
+    """The RGB file with the same stem as each RAW file in ``rgb_dir`` (any image extension)."""
+    by_stem = {p.stem: p for p in list_images(rgb_dir)}
+    missing = [f.name for f in raw_files if f.stem not in by_stem]
+    if missing:
+        raise UnispError(f"{rgb_dir}: no RGB target for {len(missing)} RAW file(s), e.g. {missing[0]}")
+    return [by_stem[f.stem] for f in raw_files]
+
+
+def build_dataset(config: TrainConfig, files: list[Path], read: Callable) -> Dataset:
+    """Patches for the mode: targets are X̂ or aligned RGB; unpaired adds independent RGB patches."""
+    paired = config.mode in PAIRED_MODES
+    raw = RawPatches(
+        FrameCache(files, read),
+        len(files),
+        config.data.patch,
+        config.data.samples_per_epoch,
+        rgb_files=paired_targets(files, config.data.rgb_dir) if paired else None,
+        isp=target_config(config),
+        flips=config.data.flips,
+        seed=config.seed,
+    )
+    if config.mode != "unpaired":
+        return raw
+    return UnpairedPatches(raw, RGBPatches(list_images(config.data.rgb_dir), config.data.patch, config.data.flips))
+
+
+def load_validation(config: TrainConfig, files: list[Path], read: Callable) -> tuple[list[RawFrame], list[torch.Tensor], str]:
+    """Validation frames, their targets and the metric's name.
+
+    Ground truth when the recipe has it (``val_rgb_dir``, or ``rgb_dir`` in paired modes):
+    ``val_psnr``. Stage 1 is scored against X̂, its own target: also ``val_psnr``. Unpaired
+    without ground truth is scored against X̂ as a consistency check: ``val_render_psnr``.
+    """
+    files = files[: config.data.val_max_images]
+    frames = [read(f) for f in files]
+    gt_dir = config.data.val_rgb_dir or (config.data.rgb_dir if config.mode in PAIRED_MODES else "")
+    if gt_dir:
+        return frames, [read_rgb(p) for p in paired_targets(files, gt_dir)], "val_psnr"
+    targets = [render_frame(f, target_config(config)) for f in frames]
+    return frames, targets, "val_psnr" if config.mode == "stage1" else "val_render_psnr"
+
+
+@torch.no_grad()
+def validate(model: Generator, frames: list[RawFrame], targets: list[torch.Tensor], name: str, device) -> dict[str, float]:
+    """Mean PSNR of the model's full-image output (clamped) against the targets."""
+    if not frames:
+        return {}
+    model.eval()
+    scores = [float(psnr(model.infer(f.normalized().unsqueeze(0).to(device)).cpu()[0], t)) for f, t in zip(frames, targets)]
+    model.train()
+    return {name: float(np.mean(scores))}
+
+
+def build_start_model(config: TrainConfig) -> tuple[Generator, str]:
+    """A fresh model or the one in ``config.init``; returns it and its registry name."""
+    if config.init:
+        model, header = load_model(config.init)
+        if header["model"] != config.model:
+            log.warning("init %s holds %s; training that instead of %s", config.init, header["model"], config.model)
+        return model.train(), header["model"]
+    return build_model(config.model), config.model
+
+
+class TensorBoard:
+    """TensorBoard scalars and image grids in ``RUN/tb``; silent when disabled or not installed."""
+
+    def __init__(self, folder: Path, enabled: bool) -> None:
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.warning("tensorboard is not installed: no TensorBoard logs (metrics.jsonl has everything)")
+            else:
+                self.writer = SummaryWriter(str(folder))
+
+    def scalars(self, step: int, record: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in record.items():
+                self.writer.add_scalar(key.replace(".", "/"), value, step)
+
+    def images(self, step: int, batch: dict[str, torch.Tensor], fake: torch.Tensor, count: int = 4) -> None:
+        """Rows of (input render or target | output | unrelated real, when there is one)."""
+        if self.writer is None:
+            return
+        from torchvision.utils import make_grid
+
+        columns = [batch["target"][:count], fake.detach()[:count].clamp(0, 1)]
+        if "real" in batch:
+            columns.append(batch["real"][:count])
+        tiles = torch.stack(columns, dim=1).flatten(0, 1).float().cpu()
+        self.writer.add_image("reference | output | real", make_grid(tiles, nrow=len(columns)), step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+    command: str = "",
+) -> dict[str, Any]:
+    """Train a generator as the recipe says.
+
+    Args:
+        config: the recipe.
+        out: run folder (default ``config.out``).
+        resume: continue the run in ``out`` from its last checkpoint.
+        progress: called after every step with the step number and the step's logged values.
+        command: the command line, recorded in ``run.json``.
+
+    Returns:
+        The run summary (also written to ``summary.json``).
+    """
+    from unisp.losses.dla import dla_backward, fixed_weight_backward
+
+    config.check_ready()
+    run = RunDir(out or config.out)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    read = functools.partial(read_raw, layout=config.data.layout)
+    train_files, val_files = split_files(config)
+    dataset = build_dataset(config, train_files, read)
+    val_frames, val_targets, val_name = load_validation(config, val_files, read)
+
+    if resume:
+        model, header, state = run.load_resume()
+        name = header["model"]
+    else:
+        model, name = build_start_model(config)
+        state = {}
+        run.start(config, str(device), command)
+    model = model.to(device).train()
+    objective = Objective(config).to(device)
+    g_params = [p for p in model.parameters() if p.requires_grad]
+    g_opt = torch.optim.Adam(g_params, lr=config.lr, betas=tuple(config.betas))
+    discriminators = objective.discriminators()
+    d_opts = {k: torch.optim.Adam(d.parameters(), lr=config.d_lr, betas=tuple(config.d_betas)) for k, d in discriminators.items()}
+    step = 0
+    if resume:
+        g_opt.load_state_dict(state["optimizer"])
+        for key, d in discriminators.items():
+            d.load_state_dict(state["discriminators"][key])
+            d_opts[key].load_state_dict(state["d_optimizers"][key])
+        step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+        run.truncate_metrics(step)
+        log.info("resumed %s at step %d", run.path, step)
+
+    steps_per_epoch = config.data.samples_per_epoch // config.batch_size
+    if steps_per_epoch == 0:
+        raise UnispError(f"batch_size {config.batch_size} exceeds data.samples_per_epoch {config.data.samples_per_epoch}")
+    board = TensorBoard(run.path / "tb", config.tensorboard)
+    start_val = validate(model, val_frames, val_targets, val_name, device) if step == 0 else {}
+    if start_val:
+        run.log({"step": 0, **start_val})
+        board.scalars(0, start_val)
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+        else contextlib.nullcontext()
+    )
+    training = {"mode": config.mode, "recipe_steps": config.steps, "parameters": count_parameters(model)}
+    started = time.perf_counter()
+    last: dict[str, float] = {}
+    while step < config.steps:
+        # Epoch and position follow from the step alone, so a resumed run sees the same batches.
+        epoch, skip = divmod(step, steps_per_epoch)
+        dataset.set_epoch(epoch)
+        loader = DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            sampler=range(skip * config.batch_size, steps_per_epoch * config.batch_size),
+            drop_last=True,
+            num_workers=config.data.workers,
+        )
+        for batch in loader:
+            if step >= config.steps:
+                break
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            fake = model(batch["raw"])
+            with amp:
+                terms, dbatch = objective.generator_terms(fake, batch)
+            terms = {k: v.float() for k, v in terms.items()}
+            g_opt.zero_grad(set_to_none=True)
+            record: dict[str, float] = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+            record["loss/total"] = sum(objective.multipliers[k] * record[f"loss/{k}"] for k in terms)
+            if config.losses.dla:
+                result = dla_backward(g_params, fake, terms, objective.multipliers, config.losses.dla_eps)
+                record.update({f"dla_weight/{k}": v for k, v in result.weights.items()})
+                record.update({f"grad_norm/{k}": v for k, v in result.norms.items()})
+            else:
+                fixed_weight_backward(g_params, fake, terms, objective.multipliers)
+            g_opt.step()
+            if dbatch is not None and step % config.d_every == 0:
+                for opt in d_opts.values():
+                    opt.zero_grad(set_to_none=True)
+                record.update({f"d/{k}": v for k, v in objective.criterion.discriminator_step(dbatch).items()})
+                for key, d in discriminators.items():
+                    torch.nn.utils.clip_grad_norm_(d.parameters(), config.d_clip)
+                    d_opts[key].step()
+            step += 1
+            last = record
+            if step % config.log_every == 0 or step == config.steps:
+                run.log({"step": step, **record})
+                board.scalars(step, record)
+            if step % config.image_every == 0:
+                board.images(step, batch, fake)
+            if step % config.val_every == 0 or step == config.steps:
+                scores = validate(model, val_frames, val_targets, val_name, device)
+                run.log({"step": step, **scores})
+                board.scalars(step, scores)
+            if step % config.ckpt_every == 0 or step == config.steps:
+                resume_state = {
+                    "optimizer": g_opt.state_dict(),
+                    "discriminators": {k: d.state_dict() for k, d in discriminators.items()},
+                    "d_optimizers": {k: o.state_dict() for k, o in d_opts.items()},
+                    "torch_rng": torch.get_rng_state(),
+                }
+                run.save(model, name, step, resume_state, training)
+            if progress is not None:
+                progress(step, record)
+    board.close()
+
+    final_val = validate(model, val_frames, val_targets, val_name, device)
+    summary = {
+        "mode": config.mode,
+        "model": name,
+        "steps": step,
+        "device": str(device),
+        "seconds": round(time.perf_counter() - started, 2),
+        "terms": objective.multipliers,
+        "final_loss": {k: v for k, v in last.items() if k.startswith("loss/")},
+        "validation_metric": val_name,
+        "start_validation": start_val,
+        "final_validation": final_val,
+        "validation_images": len(val_frames),
+        "model_file": str(run.path / MODEL_FILE),
+    }
+    write_text(run.path / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    return summary
