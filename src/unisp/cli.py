@@ -498,7 +498,7 @@ def evaluate(
     """Score images against ground truth: two folders (--pred --gt), or a model on a dataset (--model --data)."""
     import json
 
-    from unisp.eval.evaluate import ALL_METRICS, compare_folders, evaluate_images, format_table, to_json, write_csv
+    from unisp.eval.evaluate import ALL_METRICS, compare_folders, format_table, to_json, write_csv
 
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     unknown = [m for m in chosen if m not in ALL_METRICS]

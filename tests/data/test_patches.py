@@ -8,7 +8,7 @@ import torch
 
 from unisp.data.patches import FrameCache, RawPatches, bayer_safe_crop
 from unisp.errors import UnispError
-from unisp.raw.bayer import CFA, unpack
+from unisp.raw.bayer import CFA
 from unisp.raw.frame import RawFrame
 
 

@@ -146,3 +146,12 @@ def test_unknown_method():
 def test_bad_mosaic_shapes(shape, match):
     with pytest.raises(RawFormatError, match=match):
         demosaic(torch.zeros(shape), "RGGB", "malvar")
+
+
+def test_menon_import_leaves_no_mock_modules():
+    # colour-science mocks matplotlib when it is absent; that broke torchmetrics imported later.
+    import sys
+    import unittest.mock
+
+    demosaic(torch.rand(1, 1, 8, 8), "RGGB", "menon")
+    assert not [k for k, v in sys.modules.items() if isinstance(v, unittest.mock.Mock)]

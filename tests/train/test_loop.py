@@ -70,7 +70,7 @@ def test_stage2_can_start_from_a_checkpoint(tiny_set, tmp_path):
 
 
 def test_resume_is_exact(tiny_set, tmp_path):
-    full = train(recipe(tiny_set, steps=100, ckpt_every=50), tmp_path / "full")
+    train(recipe(tiny_set, steps=100, ckpt_every=50), tmp_path / "full")
     train(recipe(tiny_set, steps=50, ckpt_every=50), tmp_path / "part")
     # Continue the 50-step run to 100 steps: same weights, optimiser state and data as the full run.
     (tmp_path / "part" / "config.yaml").write_text((tmp_path / "full" / "config.yaml").read_text())

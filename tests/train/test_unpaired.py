@@ -106,3 +106,19 @@ def test_terms_follow_multipliers(tiny_set):
 def test_unpaired_needs_rgb_photos(tiny_set):
     with pytest.raises(ConfigError, match="data.rgb_dir"):
         load_config(TrainConfig, None, [f"data.raw_dir={tiny_set / 'raw'}"]).check_ready()
+
+
+def test_missing_paper_weights_is_one_clear_error(tiny_set, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from unisp.cli import app
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = CliRunner().invoke(app, [
+        "train", "--config", "configs/zrr_unpaired.yaml", "--out", str(tmp_path / "run"),
+        f"data.raw_dir={tiny_set / 'raw'}", f"data.rgb_dir={tiny_set / 'rgb'}", "data.layout=auto", "device=cpu",
+    ])
+    assert result.exit_code == 2
+    assert "vgg19-dcbb9e9d.pth" in result.output and "unisp weights fetch" in result.output
+    assert "Traceback" not in result.output

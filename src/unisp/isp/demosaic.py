@@ -19,6 +19,8 @@ Every method returns the measured samples unchanged.
 from __future__ import annotations
 
 import logging
+import sys
+import unittest.mock
 import warnings
 from typing import Literal, get_args
 
@@ -126,6 +128,23 @@ def demosaic_malvar(mosaic: torch.Tensor, cfa: CFA | str) -> torch.Tensor:
     return torch.stack([red, green, blue], dim=1)
 
 
+def _import_menon():
+    """``colour_demosaicing``'s Menon function, imported without side effects on other packages.
+
+    When matplotlib is absent, colour-science warns and puts ``unittest.mock`` stand-ins for
+    matplotlib (and cycler, mpl_toolkits) into ``sys.modules``; other packages that probe for
+    matplotlib (torchmetrics) then fail. The stand-ins are removed again after the import.
+    """
+    before = set(sys.modules)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from colour_demosaicing import demosaicing_CFA_Bayer_Menon2007
+    for name in set(sys.modules) - before:
+        if isinstance(sys.modules[name], unittest.mock.Mock):
+            del sys.modules[name]
+    return demosaicing_CFA_Bayer_Menon2007
+
+
 def demosaic_menon(mosaic: torch.Tensor, cfa: CFA | str, refining_step: bool = True) -> torch.Tensor:
     """Menon et al. (2007) DDFAPD through ``colour_demosaicing``: **not differentiable** (NumPy round trip).
 
@@ -135,9 +154,7 @@ def demosaic_menon(mosaic: torch.Tensor, cfa: CFA | str, refining_step: bool = T
     cfa = CFA.parse(cfa)
     if mosaic.requires_grad:
         log.warning("menon demosaicing is not differentiable: no gradient flows back to the mosaic")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # colour-science warns at import when matplotlib is absent
-        from colour_demosaicing import demosaicing_CFA_Bayer_Menon2007
+    demosaicing_CFA_Bayer_Menon2007 = _import_menon()
 
     arrays = mosaic.detach()[:, 0].to("cpu", torch.float64).numpy()
     out = [
