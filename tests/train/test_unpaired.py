@@ -122,3 +122,15 @@ def test_missing_paper_weights_is_one_clear_error(tiny_set, tmp_path, monkeypatc
     assert result.exit_code == 2
     assert "vgg19-dcbb9e9d.pth" in result.output and "unisp weights fetch" in result.output
     assert "Traceback" not in result.output
+
+
+def test_tensorboard_logs(tiny_set, tmp_path):
+    train(recipe(tiny_set, steps=2, tensorboard="true", image_every=1), tmp_path / "run")
+    events = list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0]), size_guidance={"images": 0, "scalars": 0}).Reload()
+    tags = acc.Tags()
+    assert {"loss/content", "dla_weight/colour", "grad_norm/tv", "d/colour/d_real"} <= set(tags["scalars"])
+    assert tags["images"] == ["reference | output | real"]
