@@ -149,9 +149,16 @@ def test_bad_mosaic_shapes(shape, match):
 
 
 def test_menon_import_leaves_no_mock_modules():
-    # colour-science mocks matplotlib when it is absent; that broke torchmetrics imported later.
+    # colour-science puts unittest.mock stand-ins for matplotlib into sys.modules when matplotlib is
+    # absent; torchmetrics imported afterwards then failed. A fresh interpreter shows the real order.
+    import subprocess
     import sys
-    import unittest.mock
 
-    demosaic(torch.rand(1, 1, 8, 8), "RGGB", "menon")
-    assert not [k for k, v in sys.modules.items() if isinstance(v, unittest.mock.Mock)]
+    code = (
+        "import sys, unittest.mock, torch\n"
+        "from unisp.isp.demosaic import demosaic\n"
+        "demosaic(torch.rand(1, 1, 8, 8), 'RGGB', 'menon')\n"
+        "assert not [k for k, v in sys.modules.items() if isinstance(v, unittest.mock.Mock)]\n"
+        "import torchmetrics.functional.image\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
