@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 
 from unisp.config import load_config
-from unisp.errors import UnispError
 from unisp.eval.evaluate import EvalResult, evaluate_images
 from unisp.fileio import read_rgb, write_image, write_text
 from unisp.isp.orientation import apply_orientation

@@ -32,6 +32,7 @@ from unisp.errors import UnispError
 from unisp.eval.metrics import psnr
 from unisp.fileio import list_images, read_rgb, write_text
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
+from unisp.losses.dla import dla_backward, fixed_weight_backward
 from unisp.models.base import Generator
 from unisp.models.checkpoint import load_model
 from unisp.models.registry import build_model, count_parameters
@@ -187,8 +188,6 @@ def train(
     Returns:
         The run summary (also written to ``summary.json``).
     """
-    from unisp.losses.dla import dla_backward, fixed_weight_backward
-
     config.check_ready()
     run = RunDir(out or config.out)
     device = resolve_device(config.device)

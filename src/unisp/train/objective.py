@@ -17,15 +17,15 @@ from torch import nn
 
 from unisp.errors import ConfigError
 from unisp.eval.metrics import ssim
+from unisp.losses.backbones import build_backbones
 from unisp.losses.config import TERMS
+from unisp.losses.criterion import ADVERSARIAL_TERMS, UnpairedCriterion
 from unisp.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 #: Pixel terms (see :class:`unisp.train.config.PixelLossConfig`).
 PIXEL_TERMS = ("l1", "ssim")
-#: The paper's terms that need discriminators.
-ADVERSARIAL_TERMS = ("colour", "texture_low", "texture_high")
 
 
 def active_terms(config: TrainConfig) -> dict[str, float]:
@@ -54,9 +54,6 @@ class Objective(nn.Module):
         self.criterion = None
         paper_terms = [t for t in self.multipliers if t in TERMS]
         if paper_terms:
-            from unisp.losses.backbones import build_backbones
-            from unisp.losses.criterion import UnpairedCriterion
-
             losses = config.losses
             backbones = build_backbones(losses.profile, weights_dir=losses.weights_dir or None)
             adversarial = any(t in ADVERSARIAL_TERMS for t in paper_terms)
