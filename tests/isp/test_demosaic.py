@@ -10,7 +10,8 @@ import torch
 
 from unisp.errors import ConfigError, RawFormatError
 from unisp.fileio import read_rgb
-from unisp.isp.demosaic import DEMOSAIC_METHODS, demosaic, site_masks
+from unisp.isp.demosaic import DEMOSAIC_METHODS, demosaic
+from unisp.raw.bayer import site_masks
 from unisp.raw.bayer import CFA, colour_masks
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from unisp.errors import ConfigError, RawFormatError
-from unisp.raw.bayer import CFA, unpack
+from unisp.raw.bayer import CFA, site_masks
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,6 @@ MALVAR_AT_OPPOSITE = torch.tensor(
         [0.0, 0.0, -1.5, 0.0, 0.0],
     ]
 ) / 8.0
-
-
-def site_masks(cfa: CFA | str, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """``(4, H, W)`` masks that are 1 at the R, Gr, Gb and B sites (canonical order) of ``cfa``."""
-    cfa = CFA.parse(cfa)
-    eye = torch.eye(4, device=device, dtype=dtype)[:, :, None, None]
-    tiles = eye.expand(4, 4, (height + 1) // 2, (width + 1) // 2)
-    return unpack(tiles, cfa)[:, :height, :width]
 
 
 def _check_mosaic(mosaic: torch.Tensor, min_size: int, method: str) -> None:

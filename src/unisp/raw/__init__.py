@@ -11,6 +11,7 @@ from unisp.raw.bayer import (
     crop_to_even,
     from_reference_order,
     pack,
+    site_masks,
     to_reference_order,
     unpack,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "from_reference_order",
     "pack",
     "read_raw",
+    "site_masks",
     "to_reference_order",
     "unpack",
     "write_dng",

@@ -133,10 +133,15 @@ def from_reference_order(packed: Array) -> Array:
     return packed[..., list(REFERENCE_INVERSE), :, :]
 
 
+def site_masks(cfa: CFA | str, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(4, H, W)`` masks that are 1 at the R, Gr, Gb and B sites (canonical order) of ``cfa``."""
+    cfa = CFA.parse(cfa)
+    eye = torch.eye(4, device=device, dtype=dtype)[:, :, None, None]
+    tiles = eye.expand(4, 4, (height + 1) // 2, (width + 1) // 2)
+    return unpack(tiles, cfa)[:, :height, :width]
+
+
 def colour_masks(cfa: CFA | str, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """``(3, H, W)`` masks that are 1 where the mosaic samples red, green and blue respectively."""
-    cfa = CFA.parse(cfa)
-    idx = torch.from_numpy(cfa.colour_index()).to(device)
-    tile = torch.stack([(idx == k) for k in range(3)]).to(dtype)
-    reps = ((height + 1) // 2, (width + 1) // 2)
-    return tile.repeat(1, *reps)[:, :height, :width]
+    r, gr, gb, b = site_masks(cfa, height, width, device, dtype)
+    return torch.stack([r, gr + gb, b])
