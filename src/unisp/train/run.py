@@ -95,7 +95,7 @@ class RunDir:
         meta = {"training": {**training, "step": step}}
         ckpt = self.path / "checkpoints" / f"step_{step:07d}.safetensors"
         save_model(ckpt, model, name=name, meta=meta)
-        save_model(self.path / MODEL_FILE, model, name=name, meta=meta)
+        write_bytes(self.path / MODEL_FILE, ckpt.read_bytes())  # the same file: serialise and check once
         buffer = io.BytesIO()
         torch.save({**state, "step": step, "checkpoint": ckpt.name}, buffer)
         write_bytes(self.path / RESUME_FILE, buffer.getvalue())
