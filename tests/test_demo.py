@@ -31,6 +31,7 @@ def test_demo_writes_its_outputs(tmp_path, monkeypatch):
     for name in record["held_out"]:
         assert (out / "compare" / f"{name}.png").exists()
     assert "| stage 2, unpaired (efficient_isp) |" in summary and (out / "summary.md").read_text() == summary
+    assert "Model card: stage 2" in (out / "report.html").read_text()  # the visual report (tests/eval/test_report.py)
 
 
 def test_packaged_demo_recipe_is_configs_demo_yaml():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy as np
 import pytest
 import torch
 
 from unisp.errors import OutputError, UnispError
-from unisp.fileio import atomic_write, list_images, quantize, read_rgb, write_image, write_text
+from unisp.fileio import atomic_write, list_images, quantize, read_rgb, write_bytes, write_image, write_text
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -66,3 +67,13 @@ def test_read_rgb_errors(tmp_path):
         list_images(tmp_path / "..", extensions=(".nothing",))
     with pytest.raises(UnispError, match="not a folder"):
         list_images(tmp_path / "missing")
+
+
+def test_atomic_write_gives_the_umask_mode(tmp_path):
+    # mkstemp creates 0o600 files; an output must get the mode a plain open() would give it.
+    old = os.umask(0o022)
+    try:
+        write_bytes(tmp_path / "a.bin", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644

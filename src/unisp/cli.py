@@ -120,10 +120,14 @@ def raw_reader(layout: Layout, width, height, bits, cfa, black, white) -> Callab
     from unisp.raw.bayer import CFA
     from unisp.raw.io import read_raw
 
+    try:
+        parsed_cfa = None if cfa is None else CFA.parse(cfa)
+    except UnispError as e:
+        raise UnispError(f"--cfa: {e}") from None
     return functools.partial(
         read_raw,
         layout=layout.value,
-        cfa=None if cfa is None else CFA.parse(cfa),
+        cfa=parsed_cfa,
         black=parse_black(black),
         white=white,
         width=width,
@@ -213,8 +217,8 @@ def convert_files(inputs: list[Path], out: Path, read: Callable, fmt, depth: int
             try:
                 write_image(out / f"{path.stem}{suffix}", convert(read(path), progress), depth=depth)
                 done += 1
-            except UnispError as e:
-                failures.append((path, str(e)))
+            except UnispError as e:  # a message from deeper down may not say which file it was about
+                failures.append((path, str(e) if str(path) in str(e) else f"{path}: {e}"))
             progress.advance(task)
     report_failures(done, failures, verb, out)
 
@@ -410,6 +414,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
 ) -> None:
     """Train a generator from a recipe: stage-1 pretraining, unpaired (the paper), paired, paired_no_adv."""
+    import os
     import shlex
     import sys
 
@@ -428,6 +433,9 @@ def train(
         out = resume
     else:
         recipe = load_config(TrainConfig, config, overrides)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, ranks other than 0 train silently
+        run_training(recipe, out, resume=resume is not None)
+        return
     with progress_bar() as progress:
         task = progress.add_task(f"training ({recipe.mode})", total=recipe.steps)
 
@@ -440,6 +448,16 @@ def train(
     if final:
         before = f"{start[metric]:.2f} → " if start else ""
         console.print(f"{metric} {before}{final[metric]:.2f} dB", highlight=False)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes (RANK is torchrun's)
+        from unisp.eval.report import try_write_report
+
+        _print_report(try_write_report(Path(summary["model_file"]).parent))
+
+
+def _print_report(path: Path | None) -> None:
+    """Say where the report went (a failed report has already been logged as a warning)."""
+    if path is not None:
+        console.print(f"report: {path}", highlight=False)
 
 
 @app.command()
@@ -452,6 +470,7 @@ def process(
     format: Annotated[ImageFormat, typer.Option("--format", help="Output file format.")] = ImageFormat.png,
     tile: Annotated[int, typer.Option(help="Tile edge in packed pixels (memory is bounded by it).", min=8)] = 512,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    backend: Annotated[str, typer.Option(help="What runs the network: torch, onnxruntime (CPU; exported on the fly) or fused (CPU kernel, efficient_isp/robust_isp).")] = "torch",
     layout: LayoutOpt = Layout.auto,
     width: WidthOpt = None,
     height: HeightOpt = None,
@@ -463,22 +482,98 @@ def process(
     """Convert RAW files to sRGB with a learned ISP, full resolution, tiled, honouring orientation."""
     from unisp.isp.orientation import apply_orientation
     from unisp.models.checkpoint import load_model
-    from unisp.process import count_tiles, run_tiled
+    from unisp.process import backend as make_runner, count_tiles, run_tiled
     from unisp.device import resolve_device
 
     check_depth(depth)
+    if backend != "torch" and device not in ("auto", "cpu"):
+        raise UnispError(f"--backend {backend} runs on the CPU; drop --device {device}")
     net, _ = load_model(model)
-    dev = resolve_device(device)
+    dev = resolve_device(device if backend == "torch" else "cpu")
     net = net.to(dev)
     read = raw_reader(layout, width, height, bits, cfa, black, white)
 
-    def convert(frame, progress):
-        task = progress.add_task(f"  {frame.path.name}", total=count_tiles(net, frame, tile))
-        image = run_tiled(net, frame, tile=tile, depth=depth, device=dev, progress=lambda n: progress.advance(task, n))
-        progress.remove_task(task)
-        return apply_orientation(image, frame.orientation, dims=(0, 1))
+    with make_runner(net, backend) as runner:
 
-    convert_files(inputs, out, read, format, depth, convert, "processed")
+        def convert(frame, progress):
+            task = progress.add_task(f"  {frame.path.name}", total=count_tiles(net, frame, tile))
+            image = run_tiled(
+                net, frame, tile=tile, depth=depth, device=dev, runner=runner, progress=lambda n: progress.advance(task, n)
+            )
+            progress.remove_task(task)
+            return apply_orientation(image, frame.orientation, dims=(0, 1))
+
+        convert_files(inputs, out, read, format, depth, convert, "processed")
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    tflite = "tflite"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class Packing(str, Enum):
+    outside = "outside"
+    inside = "inside"
+
+
+class TensorLayout(str, Enum):
+    nchw = "nchw"
+    nhwc = "nhwc"
+
+
+@app.command()
+@user_errors
+def export(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model file (.safetensors).")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="onnx (ONNX Runtime) or tflite (LiteRT; needs the mobile extra: pip install unisp\\[mobile]).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write (its parity report goes beside it as FILE.parity.json).")],
+    precision: Annotated[Precision, typer.Option(help="fp32, fp16 (network body), or int8 (static PTQ; needs --calib).")] = Precision.fp32,
+    shape: Annotated[str, typer.Option(help="'dynamic' or a fixed full-resolution HxW, e.g. 3000x4000 (even).")] = "dynamic",
+    packing: Annotated[Packing, typer.Option(help="outside: input is packed (R,Gr,Gb,B) planes in [0,1]; inside: the RAW mosaic in sensor units.")] = Packing.outside,
+    layout: Annotated[Optional[TensorLayout], typer.Option("--layout", help="Tensor layout of input and output (default: nchw for onnx, nhwc for tflite).")] = None,
+    calib: Annotated[Optional[Path], typer.Option(help="Folder of representative RAW files: int8 calibration and parity samples.")] = None,
+    sample: Annotated[Optional[Path], typer.Option(help="--packing inside: a RAW file whose metadata gives the CFA and levels to bake in.")] = None,
+    bits: BitsOpt = None,
+    cfa: CfaOpt = None,
+    black: BlackOpt = None,
+    white: WhiteOpt = None,
+) -> None:
+    """Export a model to ONNX or TFLite, then check parity with PyTorch (the file is written only if it passes)."""
+    from unisp.export.graph import parse_shape, sensor_calibration
+    from unisp.export.parity import format_table, read_report
+    from unisp.export.quantize import read_calibration
+    from unisp.models.checkpoint import load_model
+
+    fixed = parse_shape(shape)
+    net, _ = load_model(model)
+    prepare_output_dir(out.parent)  # an unwritable destination fails before the conversion, not after
+    read = raw_reader(Layout.auto, None, None, bits, cfa, black, white)
+    frames = None if calib is None else read_calibration(calib, read)
+    sensor = None
+    if packing is Packing.outside and sample is not None:
+        log.warning("--sample is used only with --packing inside (an outside graph bakes in no levels); ignored")
+    if packing is Packing.inside:
+        first = read(sample) if sample is not None else frames[0] if frames else None
+        sensor = sensor_calibration(cfa=cfa, black=parse_black(black), white=white, sample=first)
+    options = dict(precision=precision.value, shape=fixed, packing=packing.value, calib=frames, sensor=sensor)
+    if format is ExportFormat.onnx:
+        from unisp.export.onnx import export_onnx
+
+        written = export_onnx(net, out, layout=(layout or TensorLayout.nchw).value, **options)
+    else:
+        try:
+            from unisp.export.tflite import export_tflite
+        except ImportError as e:
+            raise UnispError(f"--format tflite needs the mobile extra (pip install 'unisp[mobile]'): {e}") from None
+        written = export_tflite(net, out, layout=(layout or TensorLayout.nhwc).value, **options)
+    typer.echo(format_table(read_report(written)))
+    console.print(f"wrote {written} and {written.name}.parity.json", highlight=False)
 
 
 @app.command("eval")
@@ -523,6 +618,11 @@ def evaluate(
     if csv is not None:
         write_csv(result, csv)
     typer.echo(json.dumps(to_json(result), indent=2) if as_json else format_table(result))
+    if save is not None and model is not None:  # an output folder: the scores and the report go there too
+        from unisp.eval.report import try_write_report, write_eval_record
+
+        write_eval_record(save, to_json(result), model=model, data=data, gt=gt, layout=layout.value)
+        _print_report(try_write_report(save))
     if not result.rows:
         raise typer.Exit(EXIT_USER_ERROR)
 
@@ -558,6 +658,50 @@ def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progres
     )
     result.failures += [f"{p}: no ground truth named {p.stem}.* in {gt_dir}" for p in failures]
     return result
+
+
+@app.command()
+@user_errors
+def select(
+    run_dir: Annotated[Path, typer.Argument(help="Training run folder (RUN/checkpoints/step_N.safetensors).")],
+    rgb: Annotated[Path, typer.Option(help="Folder of photos with the target look (e.g. the run's data.rgb_dir).")],
+    data: Annotated[Optional[Path], typer.Option(help="RAW files to score on (default: the run's validation split).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the ranking as JSON here (default RUN_DIR/select.json).")] = None,
+    max_images: Annotated[int, typer.Option(help="Score on at most this many RAW files.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    layout: LayoutOpt = Layout.auto,
+) -> None:
+    """Rank a run's checkpoints without ground truth (feature, colour and content distances) and name the pick."""
+    from unisp.device import resolve_device
+    from unisp.eval.select import select_checkpoint
+
+    if out is not None:
+        prepare_output_dir(out.parent)  # an unwritable destination fails before the scoring
+    with progress_bar() as progress:
+        task = progress.add_task("scoring checkpoints", total=None)
+        ranking = select_checkpoint(
+            run_dir, rgb, data=data, layout=None if layout == Layout.auto else layout.value,
+            max_images=max_images, device=resolve_device(device), out=out,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    typer.echo(ranking.format_table())
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A training run, `unisp eval --save` or `unisp demo` folder.", show_default=False)],
+    data: Annotated[Optional[Path], typer.Option(help="RAW files to show (a folder, or a dataset root with raw/+rgb/ …) instead of the run's validation images.")] = None,
+    gt: Annotated[Optional[Path], typer.Option(help="Ground truth of --data, matched by file stem.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write (default RUN_DIR/report.html).")] = None,
+    max_images: Annotated[int, typer.Option(help="Show crops of at most this many images.", min=1)] = 4,
+) -> None:
+    """Write one self-contained HTML page: crops side by side, metrics, training curves, model card."""
+    from unisp.eval.report import write_report
+
+    if out is not None:
+        prepare_output_dir(out.parent)  # an unwritable destination fails before the rendering
+    _print_report(write_report(run_dir, data=data, gt=gt, out=out, max_images=max_images))
 
 
 weights_app = typer.Typer(help="The frozen backbones' weight files: check what is present, fetch what is missing.", no_args_is_help=True)
@@ -598,6 +742,36 @@ def _profile(name: str) -> str:
     if name not in ("paper", "lite", "random"):
         raise UnispError(f"--profile must be paper, lite or random, got {name!r}")
     return name
+
+
+bench_app = typer.Typer(help="Speed measurements.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("latency")
+@user_errors
+def bench_latency(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model file (.safetensors) or a model name (random weights).")],
+    size: Annotated[str, typer.Option(help="Output size: megapixels (12MP, 4:3) or HxW (3000x4000), as export --shape.")] = "12MP",
+    repeats: Annotated[int, typer.Option(help="Timed runs per backend (the median is reported).", min=1)] = 5,
+    threads: Annotated[int, typer.Option(help="CPU threads for every backend (0: torch's default).", min=0)] = 0,
+    backend: Annotated[
+        Optional[list[str]], typer.Option("--backend", help="Run only these (repeatable): eager, compile, onnxruntime, tflite, fused.")
+    ] = None,
+    allocator: Annotated[
+        str, typer.Option(help="keep: glibc keeps freed memory (times the backends, not the OS's page zeroing); default: as it comes.")
+    ] = "keep",
+) -> None:
+    """Time one input through PyTorch eager, torch.compile, ONNX Runtime, TFLite (XNNPACK) and the fused kernel."""
+    from unisp.export.latency import BACKENDS, load_generator, parse_size, run_latency
+
+    height, width = parse_size(size)
+    net, path = load_generator(model)
+    report = run_latency(
+        net, height=height, width=width, repeats=repeats, threads=threads or None,
+        backends=backend or BACKENDS, model_file=path, allocator=allocator,
+    )
+    typer.echo(report.to_markdown())
 
 
 @app.command()

@@ -9,6 +9,7 @@ type is a choice, the allowed values.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from pathlib import Path
@@ -67,11 +68,23 @@ def check_keys(cls: type, data: dict, prefix: str = "") -> None:
             check_keys(sub, value, prefix=f"{name}.")
 
 
+def check_finite(data: Any, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for a NaN or infinite number anywhere in ``data`` (YAML's ``.nan``,
+    ``.inf``): no setting of unisp means anything with one, and ``lr <= 0`` style checks let NaN through."""
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        name = f"{prefix}{key}" if isinstance(data, dict) else f"{prefix.rstrip('.')}[{key}]"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key {name!r} must be a finite number, got {value}")
+        check_finite(value, f"{name}.")
+
+
 def from_dict(cls: type[T], data: dict) -> T:
     """Validate ``data`` into dataclass ``cls``; errors name the key and what was expected."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
     check_keys(cls, data)
+    check_finite(data)
     try:
         return pydantic.TypeAdapter(cls).validate_python(data)
     except pydantic.ValidationError as e:

@@ -11,9 +11,10 @@
    as-shot white balance and colour matrix; three demosaicing methods), stage 1 and stage 2.
 5. The bundled real sensor frame through the classical pipeline and the trained models.
 
-It writes a side-by-side comparison per held-out image, the renders of the real frame and a
-summary (Markdown and JSON). The recipe of stage 2 is ``configs/demo.yaml`` (a copy ships in the
-package as ``unisp/assets/demo.yaml``).
+It writes a side-by-side comparison per held-out image, the renders of the real frame, a
+summary (Markdown and JSON) and the visual report ``report.html`` (:mod:`unisp.eval.report`).
+The recipe of stage 2 is ``configs/demo.yaml`` (a copy ships in the package as
+``unisp/assets/demo.yaml``).
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def table(rows: dict[str, EvalResult]) -> list[str]:
 
 def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: DemoSettings = DemoSettings()) -> str:
     """Run the demo into ``out`` and return the summary as Markdown."""
+    from unisp.eval.report import try_write_report
     from unisp.models.checkpoint import load_model
     from unisp.synth.dataset import synthesize_folder
     from unisp.train.config import TrainConfig
@@ -139,6 +141,11 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
 
     out = Path(out)
     started = time.perf_counter()
+    reference_model = None
+    if reference is not None:  # a bad file is reported now, not after minutes of training
+        from unisp.models.reference import load_reference
+
+        reference_model = load_reference(reference).eval()
 
     # 1. Data.
     raw_train, raw_test, rgb = demo_photos()
@@ -207,10 +214,8 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
         "stage1": run_tiled(stage1, sample),
         "stage2": run_tiled(stage2, sample),
     }
-    if reference is not None:
-        from unisp.models.reference import load_reference
-
-        renders["reference"] = run_tiled(load_reference(reference).eval(), sample)
+    if reference_model is not None:
+        renders["reference"] = run_tiled(reference_model, sample)
     for key, image in renders.items():
         write_image(out / f"sample_{key}.png", apply_orientation(image, sample.orientation))
 
@@ -255,4 +260,7 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
         "sample_renders": sorted(renders),
     }
     write_text(out / "summary.json", json.dumps(record, indent=2) + "\n")
+    report = try_write_report(out)  # a failed report is one warning: the results above are written
+    if report is not None:
+        log.info("report: %s", report)
     return summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,8 @@ RGB_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 def atomic_write(path: str | os.PathLike) -> Iterator[io.BufferedWriter]:
     """Open ``path`` for binary writing through a temporary file in the same folder.
 
-    On success the data is flushed, fsynced and renamed over ``path``; on any error the
+    On success the data is flushed, fsynced and renamed over ``path``, and the folder is fsynced
+    so that the rename itself survives a power cut; on any error the
     temporary file is removed and ``path`` is left as it was. Errors from the file system
     (missing folder, no permission, disk full) become :class:`OutputError` naming the file.
     """
@@ -40,11 +42,14 @@ def atomic_write(path: str | os.PathLike) -> Iterator[io.BufferedWriter]:
     except OSError as e:
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0o600; outputs get what open() would give
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        _kill_before_rename_hook(path)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except OSError as e:
         _remove_quietly(tmp)
         raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
@@ -53,9 +58,47 @@ def atomic_write(path: str | os.PathLike) -> Iterator[io.BufferedWriter]:
         raise
 
 
+def _new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file: 0o666 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the folder's entry list is synced too); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+#: Test hook (documented in tests/train/test_reliability.py): ``NAME:N`` makes the process SIGKILL
+#: itself while writing the N-th file called NAME, after the temporary file is complete and
+#: before it is renamed, to test that a kill mid-save loses nothing. Unset in normal use.
+KILL_HOOK_ENV = "UNISP_TEST_KILL_BEFORE_RENAME"
+_kill_hook_counts: dict[str, int] = {}
+
+
+def _kill_before_rename_hook(path: Path) -> None:
+    spec = os.environ.get(KILL_HOOK_ENV)
+    if not spec:
+        return
+    name, _, nth = spec.rpartition(":")
+    if path.name != name:
+        return
+    _kill_hook_counts[name] = _kill_hook_counts.get(name, 0) + 1
+    if _kill_hook_counts[name] == int(nth):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -113,33 +156,52 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     ext = path.suffix.lower()
     try:
+        if path.stat().st_size == 0:
+            raise UnispError(f"{path}: empty file (0 bytes)")
         if ext == ".png":
             return np.asarray(imagecodecs.png_decode(path.read_bytes()))
         if ext in (".tif", ".tiff"):
             return np.asarray(tifffile.imread(path))
         return np.asarray(iio.imread(path))
+    except UnispError:
+        raise
     except OSError as e:
-        raise UnispError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise UnispError(f"{path}: cannot read ({_one_line(e.strerror or e)})") from None
     except Exception as e:  # decoders raise many types for corrupt files
-        raise UnispError(f"{path}: cannot decode as an image ({e})") from None
+        raise UnispError(f"{path}: cannot decode as an image ({_one_line(e)})") from None
+
+
+#: Longest decoder message quoted in an error line (some decoders explain themselves at length).
+_MAX_REASON_CHARS = 200
+
+
+def _one_line(reason: object) -> str:
+    """A decoder's error message on one line, shortened."""
+    text = " ".join(str(reason).split())
+    return text if len(text) <= _MAX_REASON_CHARS else text[: _MAX_REASON_CHARS - 1] + "…"
 
 
 def read_rgb(path: str | os.PathLike) -> torch.Tensor:
     """Read an RGB photo as a ``(3, H, W)`` float32 tensor in [0, 1].
 
-    8- and 16-bit files are scaled by their own maximum code value; grayscale is replicated to
-    three channels and an alpha channel is dropped. Unreadable files raise :class:`UnispError`.
+    8- and 16-bit files are scaled by their own maximum code value; grayscale (with or without
+    alpha) is replicated to three channels and an alpha channel is dropped (not composited).
+    CMYK images and files that cannot be decoded raise :class:`UnispError`.
     """
     path = Path(path)
     pixels = read_pixels(path)
     if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=-1)
-    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3, 4):
+        pixels = pixels[..., None]
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4):
         raise UnispError(f"{path}: expected an RGB image, got shape {pixels.shape}")
-    if pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
+    if pixels.shape[-1] == 4 and _is_cmyk(path):
+        raise UnispError(f"{path}: CMYK image; convert it to RGB first (unisp does not guess a CMYK→RGB conversion)")
+    if pixels.shape[-1] <= 2:  # gray, or gray + alpha
+        pixels = np.repeat(pixels[..., :1], 3, axis=-1)
     pixels = pixels[..., :3]
-    if pixels.dtype == np.uint8:
+    if pixels.dtype == np.bool_:  # a 1-bit image (TIFF, BMP): True is white
+        pixels, scale = pixels.astype(np.uint8), 1.0
+    elif pixels.dtype == np.uint8:
         scale = 255.0
     elif pixels.dtype == np.uint16:
         scale = 65535.0
@@ -153,12 +215,32 @@ def read_rgb(path: str | os.PathLike) -> torch.Tensor:
     return out.clamp(0.0, 1.0).contiguous()
 
 
+def _is_cmyk(path: Path) -> bool:
+    """Whether a four-channel image file stores CMYK (TIFF PhotometricInterpretation 5, or a CMYK JPEG)."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                return tif.pages[0].photometric == tifffile.PHOTOMETRIC.SEPARATED
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.mode == "CMYK"
+    except Exception:  # the pixels were decoded already; a header the sniffers cannot read is not CMYK
+        return False
+
+
 def list_images(folder: str | os.PathLike, extensions: tuple[str, ...] = RGB_EXTENSIONS) -> list[Path]:
-    """Sorted files in ``folder`` (not recursive) whose extension is one of ``extensions``."""
+    """Sorted files in ``folder`` (not recursive) whose extension is one of ``extensions``.
+
+    Hidden files (``.name``, including the ``._name`` resource forks macOS leaves on shared drives)
+    are skipped, as :func:`unisp.raw.io.find_raw_files` skips them.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise UnispError(f"{folder}: not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
+    )
     if not files:
         raise UnispError(f"{folder}: no files with extension {', '.join(extensions)}")
     return files

@@ -6,13 +6,19 @@ tiled result equals the untiled one. A model that pools globally (``receptive_ra
 e.g. RMFA-Net's channel attention) cannot be tiled exactly and runs in one pass. Memory is
 bounded by the tile size: the input stays packed uint16, each tile is normalised on the fly,
 and the output is quantised into a preallocated integer array as tiles finish.
+
+Tiles run through PyTorch or, with :func:`backend` ``"onnxruntime"`` or ``"fused"``, through ONNX
+Runtime or unisp's fused C++ kernel on the CPU (the same tiles and overlap; outputs equal within 1e-5).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +31,8 @@ from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
 
+#: What runs the network in :func:`run_tiled` (``unisp process --backend``).
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "fused")
 #: Default tile edge in packed pixels (512 → 1024×1024 output pixels, about 12 MB of float32 output per tile).
 DEFAULT_TILE = 512
 
@@ -43,6 +51,7 @@ def run_tiled(
     depth: int | None = None,
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
+    runner: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Run ``model`` over ``frame`` in overlapping tiles.
 
@@ -54,6 +63,8 @@ def run_tiled(
             memory); ``None`` to return the ``(3, H, W)`` float output clamped to [0, 1].
         device: where the model runs.
         progress: called with 1 after each tile.
+        runner: runs each float32 tile instead of ``model`` (e.g. an ONNX Runtime session from
+            :func:`backend`); ``model`` still gives the tiling (its receptive radius).
 
     Returns:
         The full-resolution output, equal to one untiled pass.
@@ -63,7 +74,8 @@ def run_tiled(
     planes = frame.packed()
     h, w = planes.shape[-2:]
     tile, r = tiling(model, frame, tile)
-    dtype = next(model.parameters()).dtype
+    dtype = next(model.parameters()).dtype if runner is None else torch.float32
+    forward = model if runner is None else runner
     if getattr(model, "receptive_radius", None) is None:
         log.warning(
             "%s pools over the whole image: processing %s in one pass (memory not bounded by --tile)",
@@ -81,7 +93,7 @@ def run_tiled(
             xa, xb = max(0, x0 - r), min(w, x1 + r)
             x = torch.from_numpy(planes[None, :, ya:yb, xa:xb].astype(np.float32)).to(device)
             x = normalize(x, frame.black_level, frame.white_level).to(dtype)
-            y = model(x)[0].float().clamp(0.0, 1.0).cpu()
+            y = forward(x)[0].float().clamp(0.0, 1.0).cpu()
             core = y[:, 2 * (y0 - ya) : 2 * (y1 - ya), 2 * (x0 - xa) : 2 * (x1 - xa)]
             if depth is None:
                 out[:, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1] = core
@@ -90,6 +102,40 @@ def run_tiled(
             if progress is not None:
                 progress(1)
     return out
+
+
+@contextlib.contextmanager
+def backend(model: nn.Module, name: str = "torch", threads: int | None = None) -> Iterator[Callable | None]:
+    """The ``runner`` for :func:`run_tiled` of a ``--backend``.
+
+    Args:
+        model: the generator.
+        name: ``"torch"`` (yields ``None``: the model runs itself) or ``"onnxruntime"`` (the model is
+            exported to a temporary dynamic-shape fp32 ONNX file, checked for parity, and run by
+            :class:`unisp.export.onnx.OnnxRunner` on the CPU; the file is deleted afterwards) or
+            ``"fused"`` (:class:`unisp.export.fused.FusedISP`: the three convolutions fused in one
+            C++ CPU kernel, efficient_isp and robust_isp only).
+        threads: ONNX Runtime's intra-op threads, or the fused kernel's (``None``: their default).
+
+    Yields:
+        The runner, or ``None`` for torch.
+    """
+    if name not in BACKENDS:
+        raise UnispError(f"--backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name == "torch":
+        yield None
+        return
+    if name == "fused":
+        from unisp.export.fused import FusedISP
+
+        yield FusedISP(model, threads=threads)
+        return
+    from unisp.export.onnx import OnnxRunner, export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="unisp-process-") as folder:
+        path = export_onnx(model, Path(folder) / "model.onnx")
+        log.info("onnxruntime backend: %s exported to a temporary ONNX file (fp32, dynamic shape)", getattr(model, "name", "model"))
+        yield OnnxRunner(path, threads=threads)
 
 
 def tiling(model: nn.Module, frame: RawFrame, tile: int) -> tuple[int, int]:

@@ -7,12 +7,14 @@ import math
 import pytest
 import torch
 
+from unisp.errors import UnispError
 from unisp.synth import camera
 from unisp.synth.camera import (
     BLUE_GAIN_RANGE,
     RED_GAIN_RANGE,
     SHOT_NOISE_RANGE,
     XYZ_TO_CAMERA,
+    preset_ccm,
     random_ccm,
     random_gains,
     random_noise_levels,
@@ -122,3 +124,12 @@ def test_global_random_state_untouched():
     g = gen(0)
     random_ccm(g), random_gains(g), random_noise_levels(g)
     assert torch.equal(before, torch.get_rng_state())
+
+
+def test_preset_ccm():
+    """One camera alone: rows sum to 1 (white stays white), and an unknown name is refused."""
+    for name in XYZ_TO_CAMERA:
+        ccm = preset_ccm(name)
+        assert ccm.shape == (3, 3) and torch.allclose(ccm.sum(-1), torch.ones(3, dtype=torch.float64))
+    with pytest.raises(UnispError, match="unknown camera"):  # a ConfigError
+        preset_ccm("leica_m3")

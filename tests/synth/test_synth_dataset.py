@@ -179,3 +179,16 @@ def test_empty_folder(tmp_path):
 def test_invalid_options(sources, tmp_path, kwargs, match):
     with pytest.raises(UnispError, match=match):
         synthesize_folder(sources, tmp_path / "out", **kwargs)
+
+
+def test_fixed_camera(sources, tmp_path):
+    """``camera=``: every photo through the same sensor model; the noise still differs per photo."""
+    camera = SensorModel(bits=12, black_level=200, rgb_gain=1.25, red_gain=2.0, blue_gain=1.7,
+                         shot_noise=0.001, read_noise=1e-5, tone_curve=False)
+    out = tmp_path / "synth"
+    synthesize_folder(sources, out, seed=0, camera=camera, bits=10, noise=False)  # camera wins
+    models = [SensorModel.from_dict(json.loads((out / "raw" / f"{n}.json").read_text())["sensor_model"]) for n in "ab"]
+    assert models == [camera, camera]
+    record = json.loads((out / "dataset.json").read_text())
+    assert (record["bits"], record["black_level"], record["noise"], record["tone_curve"]) == (12, 200, True, False)
+    assert read_raw(out / "raw" / "a.png").white_level == 4095

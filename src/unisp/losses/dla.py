@@ -30,7 +30,7 @@ scheme.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +58,7 @@ def dla_backward(
     terms: Mapping[str, torch.Tensor],
     multipliers: Mapping[str, float],
     eps: float,
+    reduce: Callable[[list[list[torch.Tensor]]], list[list[torch.Tensor]]] | None = None,
 ) -> DLAResult:
     """Efficient DLA: per-term gradients at ``output``, then N cheap passes through the generator.
 
@@ -69,6 +70,10 @@ def dla_backward(
         terms: ``{name: scalar loss}``.
         multipliers: ``{name: mᵢ}``; a missing name means 1.
         eps: ε of the weights (e.g. 1e-8).
+        reduce: applied to the per-term parameter gradients (one list per term, in ``terms``
+            order) before the norms are taken; data-parallel training averages them over the
+            processes here, so the weights are the global batch's
+            (:func:`unisp.train.distributed.average_gradient_lists`).
 
     Returns:
         The :class:`DLAResult` (weights and norms per term).
@@ -95,6 +100,8 @@ def dla_backward(
         )
         per_term[name] = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
         out_grads[name] = None  # free gᵢ as soon as it is used
+    if reduce is not None:
+        per_term = dict(zip(per_term, reduce(list(per_term.values()))))
     # 3. Norms, weights and the weighted sum.
     return _combine(params, names, per_term, multipliers, eps)
 

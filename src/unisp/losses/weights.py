@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 
 from unisp.errors import UnispError
+from unisp.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,6 @@ def _vit_fetch(folder: Path | None) -> Path:
     cached = Path(hf_hub_download(VIT_HF_REPO, VIT_HF_FILE, cache_dir=hf_hub_cache()))
     if folder is None:
         return cached
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(cached, folder / VIT_FILE)
+    with open(cached, "rb") as src, atomic_write(folder / VIT_FILE) as dst:  # never a half-copied weight file
+        shutil.copyfileobj(src, dst)
     return folder / VIT_FILE

@@ -127,6 +127,9 @@ def load_model(path: str | Path) -> tuple[Generator, dict[str, Any]]:
         state = safetensors.torch.load(data)
     except Exception as e:  # safetensors raises its own error type for every malformed file
         raise UnispError(f"{path}: corrupt safetensors file ({' '.join(str(e).split())[:200]})") from None
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise UnispError(f"{path}: weights contain NaN or Inf ({', '.join(sorted(bad))}); the model is unusable")
     try:
         model = build_model(header["model"], **header.get("model_kwargs", {}))
         model.load_state_dict(state, strict=True)
@@ -157,7 +160,10 @@ def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
         raise UnispError(f"{path}: safetensors file without a unisp model header (not written by unisp)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME or "model" not in header:
         raise UnispError(f"{path}: unisp header lacks format/model fields")
-    if int(header.get("format_version", 0)) > FORMAT_VERSION:
+    version = header.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise UnispError(f"{path}: unisp header field format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
         raise UnispError(
             f"{path}: model file format {header['format_version']} is newer than this unisp supports "
             f"({FORMAT_VERSION}); upgrade unisp"

@@ -158,11 +158,11 @@ def read_raw(
         if chosen == "libraw":
             frame = _read_libraw(path)
         elif chosen == "zrr":
-            frame = _read_preset_png(path, ZRR_CFA, (ZRR_BLACK_LEVEL,) * 4, ZRR_WHITE_LEVEL)
+            frame = _read_preset_png(path, ZRR_CFA, (ZRR_BLACK_LEVEL,) * 4, ZRR_WHITE_LEVEL, opts)
         elif chosen == "uispf":
-            frame = _read_preset_png(path, UISPF_CFA, UISPF_BLACK_LEVEL, UISPF_WHITE_LEVEL)
+            frame = _read_preset_png(path, UISPF_CFA, UISPF_BLACK_LEVEL, UISPF_WHITE_LEVEL, opts)
         elif chosen == "unisp":
-            frame = _read_unisp(path)
+            frame = _read_unisp(path, opts)
         elif chosen == "png":
             frame = _read_plain_image(path, opts)
         elif chosen == "npy":
@@ -509,8 +509,9 @@ def _libraw_cam_to_srgb(path: Path, raw: rawpy.RawPy) -> np.ndarray | None:
     return None
 
 
-def _read_mosaic_image(path: Path) -> np.ndarray:
-    """A PNG/TIFF's pixels as a 2-D integer mosaic; colour images and decode errors raise."""
+def _read_mosaic_image(path: Path, white: float) -> np.ndarray:
+    """A PNG/TIFF's pixels as a 2-D integer mosaic; colour images, decode errors and an 8-bit file
+    whose samples could never reach ``white`` (e.g. a 10-bit mosaic saved as 8-bit) raise."""
     try:
         pixels = read_pixels(path)
     except UnispError as e:
@@ -523,12 +524,17 @@ def _read_mosaic_image(path: Path) -> np.ndarray:
         raise RawFormatError(f"{path}: not a Bayer mosaic (shape {pixels.shape})")
     if pixels.dtype.kind not in "ui":
         raise RawFormatError(f"{path}: mosaic must hold integers, got {pixels.dtype}")
+    if pixels.dtype.itemsize == 1 and white > np.iinfo(np.uint8).max:
+        raise RawFormatError(
+            f"{path}: 8-bit image, but the white level is {white:g}: the mosaic must be stored with 16 bits "
+            "(pass --white/--bits if the file really holds 8-bit samples)"
+        )
     return pixels
 
 
-def _read_preset_png(path: Path, cfa: CFA, black: Sequence[float], white: float) -> RawFrame:
+def _read_preset_png(path: Path, cfa: CFA, black: Sequence[float], white: float, opts: _UserOptions) -> RawFrame:
     return RawFrame(
-        mosaic=_read_mosaic_image(path),
+        mosaic=_read_mosaic_image(path, opts.white_or_bits or white),
         cfa=cfa,
         black_level=tuple(black),
         white_level=white,
@@ -547,7 +553,24 @@ def _sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _read_unisp(path: Path) -> RawFrame:
+def _check_sidecar_values(sidecar: Path, meta: dict) -> None:
+    """Types a JSON sidecar can get wrong that the frame would otherwise coerce (``"1023"``, ``2.5``)."""
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    black = meta["black_level"]
+    if not (isinstance(black, list) and len(black) == 4 and all(number(v) for v in black)):
+        raise RawFormatError(f"{sidecar}: invalid value (\"black_level\" must be 4 numbers (R, Gr, Gb, B), got {black!r})")
+    if not number(meta["white_level"]):
+        raise RawFormatError(f"{sidecar}: invalid value (\"white_level\" must be a number, got {meta['white_level']!r})")
+    orientation = meta.get("orientation", 1)
+    if isinstance(orientation, bool) or not isinstance(orientation, int) or orientation not in ROTATION_ORIENTATIONS:
+        allowed = ", ".join(str(o) for o in ROTATION_ORIENTATIONS)
+        raise RawFormatError(f"{sidecar}: invalid value (\"orientation\" must be an EXIF rotation: {allowed}; got {orientation!r})")
+
+
+def _read_unisp(path: Path, opts: _UserOptions) -> RawFrame:
     sidecar = _sidecar_path(path)
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -563,7 +586,8 @@ def _read_unisp(path: Path) -> RawFrame:
     missing = [k for k in ("cfa", "black_level", "white_level") if k not in meta]
     if missing:
         raise RawFormatError(f"{sidecar}: missing {', '.join(missing)}")
-    mosaic = _read_mosaic_image(path)
+    _check_sidecar_values(sidecar, meta)
+    mosaic = _read_mosaic_image(path, opts.white_or_bits or meta["white_level"])
     size = (meta.get("width"), meta.get("height"))
     if size != (None, None) and size != (mosaic.shape[1], mosaic.shape[0]):
         raise RawFormatError(
@@ -578,7 +602,7 @@ def _read_unisp(path: Path) -> RawFrame:
             white_level=meta["white_level"],
             wb_gains=meta.get("wb_gains"),
             cam_to_srgb=meta.get("cam_to_srgb"),
-            orientation=int(meta.get("orientation", 1)),
+            orientation=meta.get("orientation", 1),
             path=path,
             sources=dict(
                 cfa=Source.METADATA,
@@ -606,7 +630,7 @@ def _read_plain_image(path: Path, opts: _UserOptions) -> RawFrame:
         raise RawFormatError(
             f"{path}: a plain PNG/TIFF mosaic carries no calibration; pass {' and '.join(missing)}"
         )
-    return _frame_from_flags(path, _read_mosaic_image(path), opts)
+    return _frame_from_flags(path, _read_mosaic_image(path, opts.white_or_bits), opts)
 
 
 def _frame_from_flags(path: Path, mosaic: np.ndarray, opts: _UserOptions) -> RawFrame:
@@ -627,10 +651,35 @@ def _frame_from_flags(path: Path, mosaic: np.ndarray, opts: _UserOptions) -> Raw
     )
 
 
-def _read_npy(path: Path, opts: _UserOptions, order: str) -> RawFrame:
+def _check_npy_header(path: Path) -> None:
+    """Refuse a ``.npy`` whose header is unreadable or promises more data than the file holds.
+
+    ``numpy.load`` allocates the array its header describes before reading, so a header claiming a
+    huge shape would allocate gigabytes for a file of a few bytes; this check reads only the header.
+    """
     with open(path, "rb") as f:
         if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
             raise RawFormatError(f"{path}: not a .npy file (wrong magic bytes)")
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+        except (ValueError, EOFError, SyntaxError) as e:
+            raise RawFormatError(f"{path}: not a readable .npy array (bad header: {e})") from None
+        if dtype.hasobject:
+            raise RawFormatError(f"{path}: not a readable .npy array: it holds Python objects (nothing is unpickled)")
+        needed = math.prod(shape) * dtype.itemsize
+        available = path.stat().st_size - f.tell()
+    if needed > available:
+        raise RawFormatError(
+            f"{path}: not a readable .npy array: truncated, its header says shape {tuple(shape)} of {dtype} "
+            f"({needed} bytes) but the file holds {available} bytes of data"
+        )
+
+
+def _read_npy(path: Path, opts: _UserOptions, order: str) -> RawFrame:
+    _check_npy_header(path)
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, EOFError) as e:

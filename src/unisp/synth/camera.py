@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import torch
 
+from unisp.errors import ConfigError
+
 #: XYZ → camera matrices of the four cameras of the Darmstadt Noise Dataset (Plötz & Roth, CVPR 2017),
 #: between which Brooks et al. interpolate (the ``xyz2cams`` list in their ``random_ccm``, same order).
 #: Three are Adobe's (dcraw ``adobe_coeff``) XYZ→camera matrices divided by 10 000:
@@ -119,6 +121,27 @@ def random_ccm(generator: torch.Generator) -> torch.Tensor:
     weights = weights + torch.finfo(torch.float64).tiny  # an all-zero draw cannot divide by zero
     xyz2cam = (weights * xyz2cams).sum(0) / weights.sum()
     rgb2cam = xyz2cam @ torch.tensor(SRGB_TO_XYZ_D65, dtype=torch.float64)
+    return rgb2cam / rgb2cam.sum(dim=-1, keepdim=True)
+
+
+def preset_ccm(name: str) -> torch.Tensor:
+    """The sRGB → camera matrix of one of the four cameras of :data:`XYZ_TO_CAMERA` alone.
+
+    As :func:`random_ccm` with all the weight on that camera: its XYZ → camera matrix times
+    :data:`SRGB_TO_XYZ_D65`, each row divided by its sum (white-balanced for D65).
+
+    Args:
+        name: a key of :data:`XYZ_TO_CAMERA`.
+
+    Returns:
+        ``(3, 3)`` float64 ``rgb2cam``, rows summing to 1.
+
+    Raises:
+        ConfigError: an unknown camera name.
+    """
+    if name not in XYZ_TO_CAMERA:
+        raise ConfigError(f"unknown camera {name!r} (choose one of {', '.join(XYZ_TO_CAMERA)})")
+    rgb2cam = torch.tensor(XYZ_TO_CAMERA[name], dtype=torch.float64) @ torch.tensor(SRGB_TO_XYZ_D65, dtype=torch.float64)
     return rgb2cam / rgb2cam.sum(dim=-1, keepdim=True)
 
 

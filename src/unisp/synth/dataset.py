@@ -94,6 +94,7 @@ def synthesize_folder(
     tone_curve: bool = True,
     limit: int | None = None,
     progress: Callable[[int], object] | None = None,
+    camera: SensorModel | None = None,
 ) -> list[Path]:
     """Unprocess every RGB photo in ``rgb_dir`` into a synthetic RAW dataset under ``out_dir``.
 
@@ -111,6 +112,10 @@ def synthesize_folder(
         tone_curve: invert the smoothstep tone curve (set False for photos without one).
         limit: process only the first ``limit`` photos.
         progress: called with 1 after each photo (for a progress bar).
+        camera: one fixed camera for every photo (its noise still drawn per photo from
+            :func:`image_generator`), instead of a random camera per photo; it then sets the CFA,
+            bit depth, black level, tone curve and noise, and ``cfa``/``bits``/``black_level``/
+            ``tone_curve``/``noise`` are ignored.
 
     Returns:
         Paths of the written mosaics ``out_dir/raw/NAME.png``.
@@ -120,6 +125,10 @@ def synthesize_folder(
         ConfigError: invalid ``bits``, ``black_level``, ``cfa`` or ``limit``.
     """
     rgb_dir, out_dir = Path(rgb_dir), Path(out_dir)
+    if camera is not None:
+        cfa, bits, black_level, tone_curve, noise = (
+            camera.cfa, camera.bits, camera.black_level, camera.tone_curve, camera.has_noise
+        )
     # Validate the settings before any work (the model normalises the CFA name and black level).
     settings = SensorModel(
         cfa=cfa, bits=bits, black_level=default_black_level(bits) if black_level is None else black_level
@@ -145,10 +154,13 @@ def synthesize_folder(
             # Unprocess the 8-bit ground truth itself, so rgb/NAME.png is exactly the photo behind the RAW.
             truth = quantize(crop_to_even(rgb), depth=8)
             rgb8 = torch.from_numpy(truth.astype(np.float32) / 255.0).permute(2, 0, 1)
-            frame, model = synthesize_image(
-                rgb8, image_generator(seed, index),
-                noise=noise, bits=bits, black_level=black, cfa=cfa, tone_curve=tone_curve,
-            )
+            if camera is None:
+                frame, model = synthesize_image(
+                    rgb8, image_generator(seed, index),
+                    noise=noise, bits=bits, black_level=black, cfa=cfa, tone_curve=tone_curve,
+                )
+            else:
+                frame, model = unprocess(rgb8, camera, image_generator(seed, index)), camera
             raw_path = out_dir / "raw" / f"{name}.png"
             write_mosaic_png(raw_path, frame, extra={"sensor_model": model.to_dict(), "source": source.name})
             write_image(out_dir / "rgb" / f"{name}.png", truth)

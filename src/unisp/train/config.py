@@ -91,6 +91,12 @@ class TrainConfig:
         log_every, val_every, ckpt_every, image_every: in steps (image grids go to TensorBoard).
         tensorboard: write TensorBoard logs into the run folder's ``tb/``.
         out: run folder (created; the recipe, git hash, logs and checkpoints go there).
+        deterministic: ``torch.use_deterministic_algorithms`` for the run (and cuDNN autotuning
+            off), so that a run, and a resumed run, repeat bit for bit on the same machine.
+        nan_patience: a step whose loss or gradient is NaN/Inf is skipped (and counted); after
+            this many consecutive skipped steps training rolls back to the last checkpoint.
+        nan_lr_factor: every learning rate is multiplied by this at a rollback.
+        nan_max_rollbacks: give up (an error) after this many rollbacks.
     """
 
     mode: Mode = "unpaired"
@@ -117,14 +123,22 @@ class TrainConfig:
     image_every: int = 500
     tensorboard: bool = True
     out: str = "runs/train"
+    deterministic: bool = False
+    nan_patience: int = 5  # a handful of bad batches in a row means the weights, not the data, went wrong
+    nan_lr_factor: float = 0.5  # halve the learning rates at each rollback
+    nan_max_rollbacks: int = 3
 
     def __post_init__(self) -> None:
-        for key in ("steps", "batch_size", "log_every", "val_every", "ckpt_every", "image_every", "d_every"):
+        for key in ("steps", "batch_size", "log_every", "val_every", "ckpt_every", "image_every", "d_every", "nan_patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
         for key in ("lr", "d_lr", "d_clip"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key {key!r} must be positive, got {getattr(self, key)}")
+        if not 0 < self.nan_lr_factor < 1:
+            raise ConfigError(f"config key 'nan_lr_factor' must be in (0, 1), got {self.nan_lr_factor}")
+        if self.nan_max_rollbacks < 0:
+            raise ConfigError(f"config key 'nan_max_rollbacks' must be ≥ 0, got {self.nan_max_rollbacks}")
         for key in ("l1", "ssim"):
             if getattr(self.pixel, key) < 0:
                 raise ConfigError(f"config key 'pixel.{key}' must be ≥ 0, got {getattr(self.pixel, key)}")

@@ -6,15 +6,23 @@ gradients (Dynamic Loss Adaptation, or fixed weights); every ``d_every`` steps t
 discriminators step on the same batch. Logging, validation and checkpoints happen every so many
 steps; ``--resume`` continues exactly where the last checkpoint left off (weights, optimiser
 moments, discriminators, step and data order).
+
+A step whose loss or gradient is NaN/Inf is skipped, and persistent ones roll back to the last
+checkpoint with lower learning rates (:mod:`unisp.train.guard`). Under ``torchrun`` every rank
+trains on its shard of each batch and gradients are averaged explicitly
+(:mod:`unisp.train.distributed`); only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import json
 import logging
+import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -26,7 +34,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unisp.data.patches import FrameCache, RawPatches
-from unisp.device import resolve_device
 from unisp.data.unpaired import RGBPatches, UnpairedPatches
 from unisp.errors import UnispError
 from unisp.eval.metrics import psnr
@@ -38,7 +45,9 @@ from unisp.models.checkpoint import load_model
 from unisp.models.registry import build_model, count_parameters
 from unisp.raw.frame import RawFrame
 from unisp.raw.io import find_raw_files, read_raw
+from unisp.train import distributed
 from unisp.train.config import PAIRED_MODES, TrainConfig
+from unisp.train.guard import NonFiniteGuard, all_finite, snapshot
 from unisp.train.objective import Objective
 from unisp.train.run import MODEL_FILE, SUMMARY_FILE, RunDir
 
@@ -168,6 +177,53 @@ class TensorBoard:
             self.writer.close()
 
 
+def set_learning_rates(g_opt: torch.optim.Optimizer, d_opts: dict[str, torch.optim.Optimizer], config: TrainConfig, scale: float) -> None:
+    """The recipe's learning rates times ``scale`` (1 until a NaN rollback lowers it)."""
+    for group in g_opt.param_groups:
+        group["lr"] = config.lr * scale
+    for opt in d_opts.values():
+        for group in opt.param_groups:
+            group["lr"] = config.d_lr * scale
+
+
+def load_resume_everywhere(run: RunDir, ctx: distributed.Distributed) -> tuple[Generator, dict[str, Any], dict[str, Any]]:
+    """Rank 0 reads the resume state; every rank gets it (an error on rank 0 is raised on every rank)."""
+    if not ctx.active:
+        return run.load_resume()
+    payload: tuple = ()
+    if ctx.main:
+        try:
+            model, header, state = run.load_resume()
+            payload = ("ok", model.state_dict(), header, state)
+        except UnispError as e:
+            payload = ("error", str(e))
+    payload = distributed.broadcast_object(payload, ctx)
+    if payload[0] == "error":
+        raise UnispError(payload[1])
+    _, weights, header, state = payload
+    model = build_model(header["model"], **header.get("model_kwargs", {}))
+    model.load_state_dict(weights)
+    return model, header, state
+
+
+@contextlib.contextmanager
+def deterministic_mode(enabled: bool):
+    """``torch.use_deterministic_algorithms`` (and no cuDNN autotuning) inside the block, then as before."""
+    if not enabled:
+        yield
+        return
+    # cuBLAS needs a fixed workspace to be deterministic (PyTorch's reproducibility notes).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+
+
 def train(
     config: TrainConfig,
     out: str | Path | None = None,
@@ -176,55 +232,95 @@ def train(
     progress: Callable[[int, dict[str, float]], None] | None = None,
     command: str = "",
 ) -> dict[str, Any]:
-    """Train a generator as the recipe says.
+    """Train a generator as the recipe says; under ``torchrun``, data-parallel over every process.
 
     Args:
         config: the recipe.
         out: run folder (default ``config.out``).
         resume: continue the run in ``out`` from its last checkpoint.
-        progress: called after every step with the step number and the step's logged values.
+        progress: called after every step with the step number and the step's logged values
+            (on rank 0 only).
         command: the command line, recorded in ``run.json``.
 
     Returns:
         The run summary (also written to ``summary.json``).
     """
     config.check_ready()
-    run = RunDir(out or config.out)
-    device = resolve_device(config.device)
+    ctx, device = distributed.setup(config.device)
+    try:
+        with deterministic_mode(config.deterministic):
+            return _train(config, RunDir(out or config.out), ctx, device, resume, progress, command)
+    finally:
+        distributed.cleanup(ctx)
+
+
+def _train(
+    config: TrainConfig,
+    run: RunDir,
+    ctx: distributed.Distributed,
+    device: torch.device,
+    resume: bool,
+    progress: Callable[[int, dict[str, float]], None] | None,
+    command: str,
+) -> dict[str, Any]:
     seed_everything(config.seed)
     read = functools.partial(read_raw, layout=config.data.layout)
     train_files, val_files = split_files(config)
     dataset = build_dataset(config, train_files, read)
-    val_frames, val_targets, val_name = load_validation(config, val_files, read)
+    val_frames, val_targets, val_name = load_validation(config, val_files, read) if ctx.main else ([], [], "")
+    local_batch = distributed.local_batch_size(config.batch_size, ctx)
 
     if resume:
-        model, header, state = run.load_resume()
+        model, header, state = load_resume_everywhere(run, ctx)
         name = header["model"]
     else:
         model, name = build_start_model(config)
         state = {}
-        run.start(config, str(device), command)
+        if ctx.main:
+            run.start(config, str(device), command)
     model = model.to(device).train()
+    distributed.broadcast_module_(model, ctx)
     objective = Objective(config).to(device)
+    distributed.broadcast_module_(objective, ctx)  # discriminators (and random test backbones) as rank 0's
     g_params = [p for p in model.parameters() if p.requires_grad]
     g_opt = torch.optim.Adam(g_params, lr=config.lr, betas=tuple(config.betas))
     discriminators = objective.discriminators()
     d_opts = {k: torch.optim.Adam(d.parameters(), lr=config.d_lr, betas=tuple(config.d_betas)) for k, d in discriminators.items()}
-    step = 0
-    if resume:
+    guard = NonFiniteGuard(config.nan_patience, config.nan_lr_factor, config.nan_max_rollbacks)
+
+    def resume_state() -> dict[str, Any]:
+        """Everything beyond the model that ``--resume`` (and a NaN rollback) needs."""
+        return {
+            "optimizer": g_opt.state_dict(),
+            "discriminators": {k: d.state_dict() for k, d in discriminators.items()},
+            "d_optimizers": {k: o.state_dict() for k, o in d_opts.items()},
+            "torch_rng": torch.get_rng_state(),
+            "guard": guard.counters(),
+        }
+
+    def restore(state: dict[str, Any]) -> None:
         g_opt.load_state_dict(state["optimizer"])
         for key, d in discriminators.items():
             d.load_state_dict(state["discriminators"][key])
             d_opts[key].load_state_dict(state["d_optimizers"][key])
-        step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
-        run.truncate_metrics(step)
+
+    step = 0
+    if resume:
+        restore(state)
+        guard.restore(state.get("guard", {}))
+        step = int(state["step"])
+        if ctx.main:
+            run.remove_temporaries()
+            run.truncate_metrics(step)
         log.info("resumed %s at step %d", run.path, step)
+    set_learning_rates(g_opt, d_opts, config, guard.lr_scale)
+    last_good = snapshot(model, resume_state(), step)
 
     steps_per_epoch = config.data.samples_per_epoch // config.batch_size
     if steps_per_epoch == 0:
         raise UnispError(f"batch_size {config.batch_size} exceeds data.samples_per_epoch {config.data.samples_per_epoch}")
-    board = TensorBoard(run.path / "tb", config.tensorboard)
+    board = TensorBoard(run.path / "tb", config.tensorboard and ctx.main)
     start_val = validate(model, val_frames, val_targets, val_name, device) if step == 0 else {}
     if start_val:
         run.log({"step": 0, **start_val})
@@ -243,8 +339,8 @@ def train(
         dataset.set_epoch(epoch)
         loader = DataLoader(
             dataset,
-            batch_size=config.batch_size,
-            sampler=range(skip * config.batch_size, steps_per_epoch * config.batch_size),
+            batch_size=local_batch,
+            sampler=distributed.shard_indices(skip, steps_per_epoch, config.batch_size, ctx),
             drop_last=True,
             num_workers=config.data.workers,
         )
@@ -257,42 +353,63 @@ def train(
                 terms, dbatch = objective.generator_terms(fake, batch)
             terms = {k: v.float() for k, v in terms.items()}
             g_opt.zero_grad(set_to_none=True)
-            record: dict[str, float] = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+            # Every loss is a mean over the batch: the ranks' average is the global batch's value.
+            values = distributed.average_(torch.stack([v.detach() for v in terms.values()]), ctx).tolist()
+            record: dict[str, float] = {f"loss/{k}": v for k, v in zip(terms, values)}
             record["loss/total"] = sum(objective.multipliers[k] * record[f"loss/{k}"] for k in terms)
-            if config.losses.dla:
-                result = dla_backward(g_params, fake, terms, objective.multipliers, config.losses.dla_eps)
-                record.update({f"dla_weight/{k}": v for k, v in result.weights.items()})
-                record.update({f"grad_norm/{k}": v for k, v in result.norms.items()})
+            bad = not math.isfinite(record["loss/total"])
+            if not bad:
+                if config.losses.dla:
+                    reduce = functools.partial(distributed.average_gradient_lists, ctx=ctx)
+                    result = dla_backward(g_params, fake, terms, objective.multipliers, config.losses.dla_eps, reduce)
+                    record.update({f"dla_weight/{k}": v for k, v in result.weights.items()})
+                    record.update({f"grad_norm/{k}": v for k, v in result.norms.items()})
+                else:
+                    fixed_weight_backward(g_params, fake, terms, objective.multipliers)
+                    distributed.average_gradients_(g_params, ctx)
+                bad = not all_finite(p.grad for p in g_params)
+            if bad:
+                g_opt.zero_grad(set_to_none=True)
+                guard.skipped_steps += 1
+                log.warning("step %d: NaN/Inf in the generator's loss or gradient; step skipped", step + 1)
             else:
-                fixed_weight_backward(g_params, fake, terms, objective.multipliers)
-            g_opt.step()
+                g_opt.step()
             if dbatch is not None and step % config.d_every == 0:
-                for opt in d_opts.values():
-                    opt.zero_grad(set_to_none=True)
-                record.update({f"d/{k}": v for k, v in objective.criterion.discriminator_step(dbatch).items()})
-                for key, d in discriminators.items():
-                    torch.nn.utils.clip_grad_norm_(d.parameters(), config.d_clip)
-                    d_opts[key].step()
+                d_skipped = guard.skipped_d_steps
+                record.update(discriminator_update(objective, dbatch, d_opts, config.d_clip, guard, ctx, step))
+                bad = bad or guard.skipped_d_steps > d_skipped
             step += 1
+            record = {k: v for k, v in record.items() if math.isfinite(v)}
+            record["skipped_steps"] = guard.skipped_steps
+            if d_opts:
+                record["skipped_d_steps"] = guard.skipped_d_steps
             last = record
-            if step % config.log_every == 0 or step == config.steps:
-                run.log({"step": step, **record})
-                board.scalars(step, record)
-            if step % config.image_every == 0:
-                board.images(step, batch, fake)
-            if step % config.val_every == 0 or step == config.steps:
-                scores = validate(model, val_frames, val_targets, val_name, device)
-                run.log({"step": step, **scores})
-                board.scalars(step, scores)
+            if guard.step_done(bad):
+                guard.rolled_back(step, last_good["step"])
+                model.load_state_dict(last_good["model"])
+                restore(copy.deepcopy(last_good["state"]))
+                set_learning_rates(g_opt, d_opts, config, guard.lr_scale)
+                step = last_good["step"]
+                if ctx.main:
+                    run.truncate_metrics(step)
+                    run.log({"step": step, "rollback": guard.rollbacks, "lr_scale": guard.lr_scale, "skipped_steps": guard.skipped_steps})
+                break  # restart the data loader at the restored step
+            if ctx.main:
+                if step % config.log_every == 0 or step == config.steps:
+                    run.log({"step": step, **record})
+                    board.scalars(step, record)
+                if step % config.image_every == 0:
+                    board.images(step, batch, fake)
+                if step % config.val_every == 0 or step == config.steps:
+                    scores = validate(model, val_frames, val_targets, val_name, device)
+                    run.log({"step": step, **scores})
+                    board.scalars(step, scores)
             if step % config.ckpt_every == 0 or step == config.steps:
-                resume_state = {
-                    "optimizer": g_opt.state_dict(),
-                    "discriminators": {k: d.state_dict() for k, d in discriminators.items()},
-                    "d_optimizers": {k: o.state_dict() for k, o in d_opts.items()},
-                    "torch_rng": torch.get_rng_state(),
-                }
-                run.save(model, name, step, resume_state, training)
-            if progress is not None:
+                state = resume_state()
+                if ctx.main:
+                    run.save(model, name, step, state, training)
+                last_good = snapshot(model, state, step)
+            if progress is not None and ctx.main:
                 progress(step, record)
     board.close()
 
@@ -302,14 +419,56 @@ def train(
         "model": name,
         "steps": step,
         "device": str(device),
+        "processes": ctx.world,
         "seconds": round(time.perf_counter() - started, 2),
         "terms": objective.multipliers,
         "final_loss": {k: v for k, v in last.items() if k.startswith("loss/")},
+        "skipped_steps": guard.skipped_steps,
+        "skipped_d_steps": guard.skipped_d_steps,
+        "rollbacks": guard.rollbacks,
         "validation_metric": val_name,
         "start_validation": start_val,
         "final_validation": final_val,
         "validation_images": len(val_frames),
         "model_file": str(run.path / MODEL_FILE),
     }
-    write_text(run.path / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    if ctx.main:
+        write_text(run.path / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def discriminator_update(
+    objective: Objective,
+    dbatch: Any,
+    d_opts: dict[str, torch.optim.Optimizer],
+    clip: float,
+    guard: NonFiniteGuard,
+    ctx: distributed.Distributed,
+    step: int,
+) -> dict[str, float]:
+    """One step of every discriminator on the batch's features; a discriminator whose loss or
+    gradient is not finite is not updated (counted in ``guard.skipped_d_steps``).
+
+    Returns:
+        ``{"d/<disc>/<stat>": value}``, averaged over the processes.
+    """
+    for opt in d_opts.values():
+        opt.zero_grad(set_to_none=True)
+    stats = objective.criterion.discriminator_step(dbatch)
+    discriminators = objective.discriminators()
+    if stats:  # the means of equal shards average to the global batch's
+        device = next(next(iter(discriminators.values())).parameters()).device  # NCCL reduces on the GPU
+        values = distributed.average_(torch.tensor(list(stats.values()), dtype=torch.float64, device=device), ctx)
+        stats = dict(zip(stats, values.tolist()))
+    for key, d in discriminators.items():
+        params = list(d.parameters())
+        distributed.average_gradients_(params, ctx)
+        own = [v for k, v in stats.items() if k.startswith(f"{key}/")]
+        if all(math.isfinite(v) for v in own) and all_finite(p.grad for p in params):
+            torch.nn.utils.clip_grad_norm_(params, clip)
+            d_opts[key].step()
+        else:
+            d_opts[key].zero_grad(set_to_none=True)
+            guard.skipped_d_steps += 1
+            log.warning("step %d: NaN/Inf in discriminator %s; its update skipped", step + 1, key)
+    return {f"d/{k}": v for k, v in stats.items()}

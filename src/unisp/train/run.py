@@ -13,8 +13,12 @@ A run folder holds::
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
+import pickle
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -25,7 +29,7 @@ import yaml
 
 from unisp import __version__
 from unisp.config import to_dict
-from unisp.errors import UnispError
+from unisp.errors import OutputError, UnispError
 from unisp.fileio import write_bytes, write_text
 from unisp.models.base import Generator
 from unisp.models.checkpoint import load_model, save_model
@@ -35,6 +39,8 @@ RESUME_FILE = "resume.pt"
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+
+log = logging.getLogger(__name__)
 
 
 def git_hash() -> str:
@@ -61,7 +67,10 @@ class RunDir:
 
     def start(self, config: Any, device: str, command: str = "") -> None:
         """Write the recipe and run information (a fresh run)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot create the run folder ({e.strerror or e})") from None
         write_text(self.path / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
         info = {
             "git": git_hash(),
@@ -74,16 +83,43 @@ class RunDir:
         write_text(self.path / "run.json", json.dumps(info, indent=2) + "\n")
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one record to ``metrics.jsonl`` (a line is either whole or absent)."""
-        with open(self.path / METRICS_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        """Append one record to ``metrics.jsonl``.
+
+        Appending is not atomic: a process killed mid-write can leave a truncated last line,
+        which :meth:`metrics` ignores and a resume removes (:meth:`truncate_metrics` rewrites
+        the file atomically). A failed write (disk full) is cut back to the previous end of the
+        file and raised as :class:`OutputError`.
+        """
+        path = self.path / METRICS_FILE
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        try:
+            with open(path, "ab") as f:
+                end = f.tell()
+                try:
+                    f.write(line)
+                    f.flush()
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        f.truncate(end)
+                    raise
+        except OSError as e:
+            raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
 
     def metrics(self) -> list[dict[str, Any]]:
-        """Every record logged so far."""
+        """Every record logged so far (a truncated last line, left by a killed process, is skipped)."""
         path = self.path / METRICS_FILE
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        records = []
+        for i, line in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i < len(lines) - 1:
+                    raise UnispError(f"{path}: line {i + 1} is not JSON (only the last line may be cut short)") from None
+                log.warning("%s: ignoring its truncated last line (the process was killed while writing it)", path)
+        return records
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records after ``step`` (a resumed run repeats the steps after its last checkpoint)."""
@@ -91,7 +127,11 @@ class RunDir:
         write_text(self.path / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
 
     def save(self, model: Generator, name: str, step: int, state: dict[str, Any], training: dict[str, Any]) -> Path:
-        """Write the step's model file, the latest model and the resume state (each atomically)."""
+        """Write the step's model file, the latest model and the resume state (each atomically).
+
+        ``resume.pt`` goes last and names its checkpoint: a process killed between the files
+        leaves the previous ``resume.pt``, which still names the previous (complete) checkpoint.
+        """
         meta = {"training": {**training, "step": step}}
         ckpt = self.path / "checkpoints" / f"step_{step:07d}.safetensors"
         save_model(ckpt, model, name=name, meta=meta)
@@ -108,10 +148,24 @@ class RunDir:
             raise UnispError(f"{self.path}: no {RESUME_FILE} to resume from (was a checkpoint saved?)")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:  # a pickle that would run code (or one torch cannot parse)
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+            what = f"it asks to run {found.group(1)}" if found else "not plain tensors and data"
+            raise UnispError(f"{path}: cannot load resume state, refused: {what} (nothing was run)") from None
         except Exception as e:  # a truncated or foreign file
             raise UnispError(f"{path}: cannot load resume state ({' '.join(str(e).split())[:200]})") from None
-        model, header = load_model(self.path / "checkpoints" / state["checkpoint"])
+        if not isinstance(state, dict) or not isinstance(state.get("checkpoint"), str) or "step" not in state:
+            raise UnispError(f"{path}: not a unisp resume file (no step and checkpoint entries)")
+        model, header = load_model(self.path / "checkpoints" / Path(state["checkpoint"]).name)
         return model, header, state
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete temporary files a killed process left behind (``.NAME.*.tmp`` of an interrupted atomic write)."""
+        stale = [p for folder in (self.path, self.path / "checkpoints") if folder.is_dir() for p in folder.glob(".*.tmp")]
+        for p in stale:
+            p.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted write", p)
+        return stale
 
     def config_path(self) -> Path:
         path = self.path / CONFIG_FILE

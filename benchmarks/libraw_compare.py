@@ -1,0 +1,170 @@
+"""The classical render against LibRaw's ``postprocess()`` (and trained models), on DNGs with ground truth.
+
+Each Kodak24 / McMaster photo is unprocessed through a purely colorimetric camera (a colour
+matrix and white-balance gains; no noise, no tone curve, no brightening gain) into a 10-bit
+mosaic, written as a DNG with full metadata (:func:`unisp.raw.dng.write_dng`: black and white
+levels, ColorMatrix1 for D65, AsShotNeutral). The same DNG is then rendered by
+
+- unisp's classical pipeline, read back through LibRaw like any camera file (``unisp render``'s
+  settings: as-shot white balance, the file's colour matrix, sRGB curve; Malvar, and the other
+  demosaicing methods for reference);
+- LibRaw's ``postprocess()`` (rawpy): camera white balance, sRGB output, AHD, no auto-brightening,
+  the sRGB curve (gamma 2.4, toe slope 12.92), 16-bit output;
+- each model given with ``--model`` (full resolution, tiled);
+
+and every output is scored against the photo (PSNR, and ΔE2000) by the protocol of docs/EVAL.md.
+Target: the classical render within 0.5 dB of LibRaw; the trained models above both.
+
+Usage:
+    python benchmarks/libraw_compare.py [--data ../shared/data] [--model M.safetensors ...] [--limit N] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rawpy
+import torch
+
+from unisp.eval.evaluate import evaluate_images
+from unisp.fileio import list_images, read_rgb, write_text
+from unisp.isp.demosaic import DEMOSAIC_METHODS
+from unisp.isp.pipeline import ISPConfig, render_frame
+from unisp.models.checkpoint import load_model
+from unisp.process import run_tiled
+from unisp.raw.dng import write_dng
+from unisp.raw.io import SRGB_TO_XYZ_D65, read_raw
+from unisp.synth.camera import preset_ccm
+from unisp.synth.unprocess import SensorModel, unprocess
+
+log = logging.getLogger("libraw_compare")
+
+#: Default data folder: ``shared/data`` beside the repository root.
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATASETS = ("kodak24", "mcmaster")
+#: The camera: Brooks et al.'s Sony A7R colour matrix (unisp.synth.camera), white-balance gains in
+#: the middle of their ranges (red 1.9–2.4, blue 1.5–1.9), no brightening (so LibRaw, which
+#: normalises AsShotNeutral to green = 1, needs no exposure correction), no noise, no tone curve.
+CAMERA_MATRIX = "sony_a7r"
+RED_GAIN, BLUE_GAIN = 2.15, 1.7
+BITS = 10
+METRICS = ("psnr", "delta_e2000")
+#: LibRaw's sRGB transfer curve: rawpy's ``gamma=(power, toe slope)``; (2.4, 12.92) is IEC 61966-2-1.
+SRGB_GAMMA = (2.4, 12.92)
+#: LibRaw's 16-bit output range.
+LIBRAW_MAX = 65535.0
+
+
+def camera() -> SensorModel:
+    """The purely colorimetric camera described above."""
+    return SensorModel(bits=BITS, rgb2cam=preset_ccm(CAMERA_MATRIX), rgb_gain=1.0, red_gain=RED_GAIN, blue_gain=BLUE_GAIN,
+                       shot_noise=0.0, read_noise=0.0, tone_curve=False)
+
+
+def write_synthetic_dng(photo: torch.Tensor, path: Path, model: SensorModel) -> None:
+    """Unprocess ``photo`` with ``model`` and write it as a DNG with full metadata.
+
+    ColorMatrix1 is the XYZ → (white-balanced) camera matrix ``rgb2cam · (sRGB → XYZ)⁻¹``, with
+    the sRGB → XYZ matrix the reader uses (unisp.raw.io), so that reading it back gives
+    ``cam2rgb``; the white-balance gains go into AsShotNeutral (their inverse), as a camera
+    records them.
+    """
+    frame = unprocess(photo, model)
+    xyz_to_camera = model.rgb2cam.numpy() @ np.linalg.inv(np.asarray(SRGB_TO_XYZ_D65))
+    neutral = [1.0 / model.red_gain, 1.0, 1.0 / model.blue_gain]
+    write_dng(path, frame.mosaic, frame.cfa, black_level=frame.black_level[0], white_level=int(frame.white_level),
+              as_shot_neutral=neutral, color_matrix=xyz_to_camera)
+
+
+def libraw_render(path: Path) -> torch.Tensor:
+    """LibRaw's ``postprocess()`` of ``path``: ``(3, H, W)`` float in [0, 1]."""
+    with rawpy.imread(str(path)) as raw:
+        rgb = raw.postprocess(
+            demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD, use_camera_wb=True, use_auto_wb=False,
+            output_color=rawpy.ColorSpace.sRGB, no_auto_bright=True, gamma=SRGB_GAMMA, output_bps=16,
+        )
+    return torch.from_numpy(rgb.astype(np.float32) / LIBRAW_MAX).permute(2, 0, 1)
+
+
+def compare(data: Path, models: list[Path], limit: int | None, work: Path) -> dict:
+    photos = [p for d in DATASETS for p in list_images(data / d)[:limit]]
+    sensor = camera()
+    nets = {m.name: load_model(m)[0].eval() for m in models}
+    rows: dict[str, list[torch.Tensor]] = {}
+    truths, names, seconds = [], [], {}
+
+    def add(row: str, image: torch.Tensor, started: float) -> None:
+        rows.setdefault(row, []).append(image)
+        seconds[row] = seconds.get(row, 0.0) + time.perf_counter() - started
+
+    for photo_path in photos:
+        truth = read_rgb(photo_path)
+        truth = truth[:, : truth.shape[1] // 2 * 2, : truth.shape[2] // 2 * 2]
+        dng = work / f"{photo_path.parent.name}_{photo_path.stem}.dng"
+        write_synthetic_dng(truth, dng, sensor)
+        frame = read_raw(dng)
+        for method in DEMOSAIC_METHODS:
+            t = time.perf_counter()
+            add(f"unisp classical ({method})", render_frame(frame, ISPConfig(demosaic=method)), t)
+        t = time.perf_counter()
+        add("LibRaw postprocess (AHD)", libraw_render(dng), t)
+        for name, net in nets.items():
+            t = time.perf_counter()
+            add(f"model {name}", run_tiled(net, frame), t)
+        truths.append(truth)
+        names.append(dng.stem)
+        log.info("%s", dng.name)
+    results = {}
+    for row, images in rows.items():
+        result = evaluate_images(images, truths, names, metrics=METRICS)
+        results[row] = {
+            "means": result.means,
+            "per_dataset_psnr": {d: float(np.mean([r.scores["psnr"] for r in result.rows if r.name.startswith(d)]))
+                                 for d in DATASETS},
+            "failures": result.failures,
+            "seconds": round(seconds[row], 2),
+        }
+    return {"images": names, "camera": sensor.to_dict(), "rows": results}
+
+
+def to_markdown(results: dict) -> str:
+    libraw = results["rows"]["LibRaw postprocess (AHD)"]["means"]["psnr"]
+    lines = ["| render | PSNR (dB) | Kodak24 | McMaster | ΔE2000 | PSNR − LibRaw (dB) |", "|---|---|---|---|---|---|"]
+    for row, r in results["rows"].items():
+        m, d = r["means"], r["per_dataset_psnr"]
+        lines.append(f"| {row} | {m['psnr']:.2f} | {d['kodak24']:.2f} | {d['mcmaster']:.2f} | "
+                     f"{m['delta_e2000']:.2f} | {m['psnr'] - libraw:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding kodak24/ and mcmaster/")
+    parser.add_argument("--model", type=Path, action="append", default=[], help="a model file to compare (repeatable)")
+    parser.add_argument("--limit", type=int, help="at most this many photos per dataset")
+    parser.add_argument("--out", type=Path, help="write results.md and results.json here")
+    parser.add_argument("--keep-dngs", type=Path, help="write the DNGs into this folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log.info("rawpy %s, LibRaw %s", rawpy.__version__, rawpy.libraw_version)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep_dngs or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        results = compare(args.data, args.model, args.limit, work)
+    results.update({"rawpy": rawpy.__version__, "libraw": ".".join(map(str, rawpy.libraw_version)),
+                    "date": time.strftime("%Y-%m-%d")})
+    table = to_markdown(results)
+    log.info("\n%s", table)
+    if args.out is not None:
+        write_text(args.out / "results.md", table)
+        write_text(args.out / "results.json", json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

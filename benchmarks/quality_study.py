@@ -1,0 +1,334 @@
+"""The quality study: classical render vs stage 1 vs paired vs paired w/o adversarial vs unpaired, on data with ground truth.
+
+Data (all from ``--data``, default ``../shared/data``): the Kodak24 and McMaster photos, split
+by photo into three disjoint sets (see :func:`split_photos`): a held-out **test** set (its RAW
+made by unprocessing, its photos the ground truth), a **RAW side** (the training RAW files; the
+paired rows also get their photos as aligned targets) and an **RGB side** (the unrelated photos
+the unpaired row learns the look from). RAW files are made with ``unisp synth``'s library
+(:func:`unisp.synth.dataset.synthesize_folder`) through a fixed synthetic camera; a second
+camera (another colour matrix, other gains and noise) repeats the efficient_isp rows to check
+that the recipe does not depend on one camera.
+
+Rows, for each generator: the classical render (``unisp render``'s defaults: Malvar, as-shot
+white balance, the file's colour matrix, no tone curve; the same for every generator), stage 1
+(``configs/stage1.yaml``), then from the stage-1 model: paired, paired without adversarial terms
+and unpaired (all three ``configs/demo.yaml``, the short-run adaptation of the paper's recipe,
+with ``mode=`` set), on the ``lite`` backbones. Columns: PSNR, SSIM, MS-SSIM, ΔE2000 (LPIPS when
+its AlexNet weights are on disk) of the final model on the test set, and the training time.
+For the unpaired runs, the PSNR of the checkpoint ``unisp select`` picks without labels (from the
+test RAW files and the RGB side) against the best checkpoint by test PSNR (the oracle, which
+uses the ground truth): their gap, ≥ 0 by construction.
+
+Usage:
+    python benchmarks/quality_study.py --tiny  --out study-tiny     # a few minutes: checks the code path only
+    python benchmarks/quality_study.py --quick --out study-quick    # ~30-40 min on 2 CPU cores (estimated)
+    python benchmarks/quality_study.py --out study                  # the full study, ~1.5 h on 2 CPU cores (estimated)
+
+A finished run folder (its summary.json) is reused, so an interrupted study continues where it
+stopped when run again with the same --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from unisp.config import load_config
+from unisp.demo import DemoSettings
+from unisp.eval.evaluate import ALL_METRICS, evaluate_images
+from unisp.eval.metrics import psnr
+from unisp.eval.select import select_checkpoint
+from unisp.fileio import list_images, read_rgb, write_image, write_text
+from unisp.isp.pipeline import ISPConfig, render_frame
+from unisp.models.checkpoint import load_model
+from unisp.process import run_tiled
+from unisp.raw.io import find_raw_files, read_raw
+from unisp.synth.camera import preset_ccm
+from unisp.synth.dataset import synthesize_folder
+from unisp.synth.unprocess import SensorModel
+from unisp.train.config import TrainConfig
+from unisp.train.loop import train
+
+log = logging.getLogger("quality_study")
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Default data folder: ``shared/data`` beside the repository root.
+DEFAULT_DATA = ROOT / ".." / "shared" / "data"
+#: Photo folders under --data.
+DATASETS = ("kodak24", "mcmaster")
+#: Every ``TEST_EVERY``-th photo of each dataset (sorted by name) is held out for testing:
+#: 5 of Kodak24's 24 and 4 of McMaster's 18; the rest alternate between RAW side and RGB side.
+TEST_EVERY = 5
+GENERATORS = ("efficient_isp", "robust_isp", "rmfa_tiny")
+#: The learned rows, in table order, and the recipe each starts from.
+STAGE1_RECIPE = ROOT / "configs" / "stage1.yaml"
+STAGE2_RECIPE = ROOT / "configs" / "demo.yaml"
+STAGE2_MODES = ("paired", "paired_no_adv", "unpaired")
+ROW_NAMES = {"classical": "classical render", "stage1": "stage 1", "paired": "paired",
+             "paired_no_adv": "paired w/o adversarial", "unpaired": "unpaired (this paper)"}
+#: The classical row: what ``unisp render`` does by default.
+CLASSICAL = ISPConfig()
+#: Brooks et al.'s read-noise line log(read) = 2.18·log(shot) + 1.20 (unisp.synth.camera), without
+#: its random scatter, gives each camera's read noise from its shot noise.
+READ_SLOPE, READ_INTERCEPT = 2.18, 1.20
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A fixed synthetic camera: one of Brooks et al.'s colour matrices, gains and a noise level."""
+
+    matrix: str  # a camera of unisp.synth.camera.XYZ_TO_CAMERA (see preset_ccm)
+    rgb_gain: float
+    red_gain: float
+    blue_gain: float
+    shot_noise: float
+
+    def sensor(self) -> SensorModel:
+        read = math.exp(READ_SLOPE * math.log(self.shot_noise) + READ_INTERCEPT)
+        return SensorModel(bits=10, rgb2cam=preset_ccm(self.matrix), rgb_gain=self.rgb_gain, red_gain=self.red_gain,
+                           blue_gain=self.blue_gain, shot_noise=self.shot_noise, read_noise=read, tone_curve=True)
+
+
+#: Two cameras inside Brooks et al.'s ranges (gains: 1/rgb_gain in N(0.8, 0.1), red in
+#: [1.9, 2.4], blue in [1.5, 1.9]; shot noise in [1e-4, 1.2e-2]), far apart from each other.
+CAMERAS = {
+    "A": Camera("sony_a7r", rgb_gain=1.25, red_gain=2.1, blue_gain=1.7, shot_noise=0.002),
+    "B": Camera("olympus_e_m10", rgb_gain=1.1, red_gain=2.35, blue_gain=1.55, shot_noise=0.006),
+}
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big a study is."""
+
+    photos_per_side: int | None  # RAW side and RGB side each (None: all)
+    test_photos: int | None  # None: all held-out photos
+    crop: int | None  # centre crop of every photo (None: full size)
+    stage1_steps: int
+    stage2_steps: int
+    checkpoints: int  # checkpoints per stage-2 run (for the selection)
+    batch: int
+    patch: int
+    generators: tuple[str, ...]
+    second_camera: tuple[str, ...]  # generators repeated on camera B
+
+
+#: Batch 8 × 128² patches as configs/demo.yaml (the short-run recipe). Stage-2 lengths around the
+#: demo's 300 steps. Cost estimated, not measured end to end on a quiet machine: docs/RESULTS.md's
+#: lite generator step (0.6 s at 8 × 128²) plus the discriminator step, about 1-1.5 s per
+#: adversarial step on 2 cores; 4 generator/camera pairs × 3 stage-2 runs dominate.
+SIZES = {
+    "tiny": Size(3, 2, 96, 4, 2, 2, 2, 32, GENERATORS, ("efficient_isp",)),
+    "quick": Size(None, None, None, 800, 150, 3, 8, 128, GENERATORS, ("efficient_isp",)),
+    "full": Size(None, None, None, 2000, 400, 5, 8, 128, GENERATORS, ("efficient_isp",)),
+}
+#: Stage 1's learning rate: the demo's (DemoSettings.stage1_lr), for runs ~10-25× shorter than the
+#: paper's 20,000 steps at 5e-4.
+STAGE1_LR = DemoSettings.stage1_lr
+
+
+def split_photos(data: Path) -> dict[str, list[Path]]:
+    """``{"test", "raw", "rgb"}`` → photo paths, disjoint: every TEST_EVERY-th photo tests, the rest alternate."""
+    split: dict[str, list[Path]] = {"test": [], "raw": [], "rgb": []}
+    for dataset in DATASETS:
+        rest = []
+        for i, path in enumerate(list_images(data / dataset)):
+            (split["test"] if i % TEST_EVERY == TEST_EVERY - 1 else rest).append(path)
+        split["raw"] += rest[0::2]
+        split["rgb"] += rest[1::2]
+    return split
+
+
+def interleave(paths: list[Path], n: int | None) -> list[Path]:
+    """The first ``n`` of ``paths`` taking the datasets in turn (so a small study has both)."""
+    if n is None:
+        return paths
+    groups = [[p for p in paths if p.parent.name == d] for d in DATASETS]
+    mixed = [p for pair in zip(*groups) for p in pair] + [p for g in groups for p in g[min(map(len, groups)):]]
+    return mixed[:n]
+
+
+def centre_crop(image: torch.Tensor, size: int | None) -> torch.Tensor:
+    if size is None:
+        return image
+    h, w = image.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[:, top : top + size, left : left + size]
+
+
+def prepare(data: Path, work: Path, size: Size) -> dict[str, Path]:
+    """Copy (cropped) photos of each side into ``work/photos/SIDE`` and unprocess RAW for each camera."""
+    split = split_photos(data)
+    counts = {"test": size.test_photos, "raw": size.photos_per_side, "rgb": size.photos_per_side}
+    for side, paths in split.items():
+        for path in interleave(paths, counts[side]):
+            write_image(work / "photos" / side / f"{path.parent.name}_{path.stem}.png", centre_crop(read_rgb(path), size.crop))
+    folders = {"rgb_side": work / "photos" / "rgb"}
+    for name, camera in CAMERAS.items():
+        for side in ("raw", "test"):
+            out = work / f"camera_{name}" / side
+            synthesize_folder(work / "photos" / side, out, seed=0 if side == "raw" else 1, camera=camera.sensor())
+            folders[f"{name}/{side}"] = out
+    log.info("photos: %s", {k: len(list_images(work / "photos" / k)) for k in ("raw", "rgb", "test")})
+    return folders
+
+
+def recipe(path: Path, overrides: dict) -> TrainConfig:
+    return load_config(TrainConfig, path, [f"{k}={v}" for k, v in overrides.items()])
+
+
+def run_training(config: TrainConfig, out: Path) -> dict:
+    """Train (or reuse a finished run in ``out``); return its summary."""
+    summary_file = out / "summary.json"
+    if summary_file.exists():
+        log.info("reusing %s", out)
+        return json.loads(summary_file.read_text())
+    log.info("training %s %s → %s (%d steps)", config.model, config.mode, out, config.steps)
+    return train(config, out)
+
+
+def test_set(folder: Path) -> tuple[list, list[torch.Tensor], list[str]]:
+    files = find_raw_files(folder / "raw")
+    return [read_raw(f) for f in files], [read_rgb(folder / "rgb" / f"{f.stem}.png") for f in files], [f.stem for f in files]
+
+
+def score(outputs: list[torch.Tensor], truths: list[torch.Tensor], names: list[str]) -> dict:
+    result = evaluate_images(outputs, truths, names, metrics=ALL_METRICS)
+    return {"means": result.means, "notes": result.notes, "failures": result.failures}
+
+
+def model_outputs(model_file: Path, frames: list) -> list[torch.Tensor]:
+    model, _ = load_model(model_file)
+    model.eval()
+    return [run_tiled(model, f) for f in frames]
+
+
+def selection(run: Path, rgb_side: Path, test: Path, frames: list, truths: list[torch.Tensor]) -> dict:
+    """Label-free pick vs the oracle (best mean test PSNR) among the run's checkpoints."""
+    per_checkpoint = {}
+    for ckpt in sorted((run / "checkpoints").glob("step_*.safetensors")):
+        outs = model_outputs(ckpt, frames)
+        per_checkpoint[ckpt.name] = sum(float(psnr(o, t)) for o, t in zip(outs, truths)) / len(truths)
+    ranking = select_checkpoint(run, rgb_side, data=test / "raw", max_images=len(frames))
+    oracle = max(per_checkpoint, key=per_checkpoint.get)
+    pick = ranking.pick.name
+    return {
+        "checkpoint_psnr": per_checkpoint,
+        "label_free_pick": pick,
+        "oracle_pick": oracle,
+        "pick_psnr": per_checkpoint[pick],
+        "oracle_psnr": per_checkpoint[oracle],
+        "gap_db": per_checkpoint[oracle] - per_checkpoint[pick],
+        "ranking": ranking.to_json()["ranking"],
+    }
+
+
+def study(data: Path, out: Path, size: Size, profile: str = "lite") -> dict:
+    folders = prepare(data, out / "data", size)
+    steps_per_ckpt = max(1, size.stage2_steps // size.checkpoints)
+    common = {"batch_size": size.batch, "data.patch": size.patch, "data.samples_per_epoch": size.batch * 100,
+              "tensorboard": False, "losses.profile": profile, "log_every": 10**6}
+    results: dict = {"cameras": {}}
+    for cam in CAMERAS:
+        generators = size.generators if cam == "A" else size.second_camera
+        if not generators:
+            continue
+        train_dir, test_dir = folders[f"{cam}/raw"], folders[f"{cam}/test"]
+        frames, truths, names = test_set(test_dir)
+        rows = {"classical": {"any": {**score([render_frame(f, CLASSICAL) for f in frames], truths, names), "seconds": None}}}
+        selections = {}
+        val = {"data.val_dir": test_dir / "raw", "data.val_rgb_dir": test_dir / "rgb", "data.val_max_images": len(frames)}
+        for gen in generators:
+            runs = out / "runs" / cam / gen
+            stage1 = recipe(STAGE1_RECIPE, {**common, **val, "model": gen, "data.raw_dir": train_dir / "raw",
+                                            "steps": size.stage1_steps, "ckpt_every": size.stage1_steps, "lr": STAGE1_LR,
+                                            "val_every": size.stage1_steps})
+            summaries = {"stage1": run_training(stage1, runs / "stage1")}
+            for mode in STAGE2_MODES:
+                rgb_dir = folders["rgb_side"] if mode == "unpaired" else train_dir / "rgb"
+                config = recipe(STAGE2_RECIPE, {
+                    **common, **val, "mode": mode, "model": gen, "init": runs / "stage1" / "model.safetensors",
+                    "data.raw_dir": train_dir / "raw", "data.rgb_dir": rgb_dir, "steps": size.stage2_steps,
+                    "ckpt_every": steps_per_ckpt, "val_every": size.stage2_steps, "image_every": size.stage2_steps,
+                })
+                summaries[mode] = run_training(config, runs / mode)
+            for mode, summary in summaries.items():
+                outputs = model_outputs(runs / mode / "model.safetensors", frames)
+                rows.setdefault(mode, {})[gen] = {**score(outputs, truths, names), "seconds": summary["seconds"]}
+            selections[gen] = selection(runs / "unpaired", folders["rgb_side"], test_dir, frames, truths)
+            log.info("%s %s: %s", cam, gen, {m: round(rows[m][gen]["means"]["psnr"], 2) for m in summaries})
+        results["cameras"][cam] = {"camera": dataclasses.asdict(CAMERAS[cam]), "test_images": names,
+                                   "rows": rows, "selection": selections}
+    return results
+
+
+def fmt(value: float, digits: int) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def to_markdown(results: dict) -> str:
+    lines = []
+    for cam, r in results["cameras"].items():
+        metrics = [m for m in ALL_METRICS if any(m in v["means"] for row in r["rows"].values() for v in row.values())]
+        c = r["camera"]
+        lines += [f"### Camera {cam}: {c['matrix']} matrix, gains ×{c['rgb_gain']} (R {c['red_gain']}, "
+                  f"B {c['blue_gain']}), shot noise {c['shot_noise']}; {len(r['test_images'])} test images", ""]
+        head = "| row | generator | " + " | ".join(m for m in metrics) + " | training time (s) |"
+        lines += [head, "|" + "---|" * (len(metrics) + 3)]
+        digits = {"psnr": 2, "ssim": 4, "ms_ssim": 4, "delta_e2000": 2, "lpips_alex": 4}
+        for row, per_gen in r["rows"].items():
+            for gen, v in per_gen.items():
+                cells = [fmt(v["means"].get(m), digits[m]) for m in metrics]
+                lines.append(f"| {ROW_NAMES[row]} | {gen if gen != 'any' else '—'} | " + " | ".join(cells)
+                             + f" | {fmt(v['seconds'], 0)} |")
+        lines += ["", "| generator | unpaired − paired (dB; target ≥ −0.5) | unpaired − classical (dB; target ≥ +3) "
+                  "| label-free pick | PSNR | oracle pick | PSNR | gap (dB; target ≤ 0.2) |", "|---|---|---|---|---|---|---|---|"]
+        classical = r["rows"]["classical"]["any"]["means"]["psnr"]
+        for gen, s in r["selection"].items():
+            unpaired, paired = (r["rows"][m][gen]["means"]["psnr"] for m in ("unpaired", "paired"))
+            lines.append(f"| {gen} | {unpaired - paired:+.2f} | {unpaired - classical:+.2f} | {s['label_free_pick']} | "
+                         f"{s['pick_psnr']:.2f} | {s['oracle_pick']} | {s['oracle_psnr']:.2f} | {s['gap_db']:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding kodak24/ and mcmaster/")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (data, runs, results.md, results.json)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_const", dest="size", const="quick", help="~30-40 min on 2 CPU cores")
+    group.add_argument("--tiny", action="store_const", dest="size", const="tiny", help="a few minutes: checks the code path only")
+    parser.add_argument("--profile", default="lite", choices=("lite", "paper"),
+                        help="backbones of the stage-2 losses (paper: on a GPU, with its weights present)")
+    args = parser.parse_args(argv)
+    size_name = args.size or "full"
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.perf_counter()
+    results = study(args.data, args.out, SIZES[size_name], args.profile)
+    results.update({
+        "size": size_name, "profile": args.profile, "settings": dataclasses.asdict(SIZES[size_name]),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "seconds": round(time.perf_counter() - started, 1),
+    })
+    table = to_markdown(results)
+    write_text(args.out / "results.json", json.dumps(results, indent=1, default=str) + "\n")
+    write_text(args.out / "results.md", f"`{results['command']}`, {results['date']}, {results['machine']}, "
+               f"{results['threads']} threads, torch {results['torch']}, {results['seconds']} s in all\n\n{table}")
+    log.info("\n%s", table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Deployment: exported graphs (ONNX, TFLite), their parity with PyTorch, quantisation, latency.
+
+Submodules import their runtimes (onnx, onnxruntime, litert) lazily; import what you use, e.g.
+``from unisp.export.onnx import export_onnx, OnnxRunner``.
+"""
