@@ -20,7 +20,7 @@ test RAW files and the RGB side) against the best checkpoint by test PSNR (the o
 uses the ground truth): their gap, ≥ 0 by construction.
 
 Usage:
-    python benchmarks/quality_study.py --tiny  --out study-tiny     # a few minutes: checks the code path only
+    python benchmarks/quality_study.py --tiny  --out study-tiny     # ~30 s: checks the code path only
     python benchmarks/quality_study.py --quick --out study-quick    # ~30-40 min on 2 CPU cores (estimated)
     python benchmarks/quality_study.py --out study                  # the full study, ~1.5 h on 2 CPU cores (estimated)
 
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (data, runs, results.md, results.json)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_const", dest="size", const="quick", help="~30-40 min on 2 CPU cores")
-    group.add_argument("--tiny", action="store_const", dest="size", const="tiny", help="a few minutes: checks the code path only")
+    group.add_argument("--tiny", action="store_const", dest="size", const="tiny", help="~30 s: checks the code path only")
     parser.add_argument("--profile", default="lite", choices=("lite", "paper"),
                         help="backbones of the stage-2 losses (paper: on a GPU, with its weights present)")
     args = parser.parse_args(argv)

@@ -433,7 +433,7 @@ def train(
         out = resume
     else:
         recipe = load_config(TrainConfig, config, overrides)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, ranks other than 0 train silently
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, ranks other than 0 train silently and write nothing
         run_training(recipe, out, resume=resume is not None)
         return
     with progress_bar() as progress:
@@ -448,10 +448,9 @@ def train(
     if final:
         before = f"{start[metric]:.2f} → " if start else ""
         console.print(f"{metric} {before}{final[metric]:.2f} dB", highlight=False)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes (RANK is torchrun's)
-        from unisp.eval.report import try_write_report
+    from unisp.eval.report import try_write_report
 
-        _print_report(try_write_report(Path(summary["model_file"]).parent))
+    _print_report(try_write_report(Path(summary["model_file"]).parent))
 
 
 def _print_report(path: Path | None) -> None:

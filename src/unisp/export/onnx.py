@@ -41,6 +41,7 @@ from unisp import __version__
 from unisp.errors import ConfigError, UnispError
 from unisp.export.graph import ExportGraph, SensorCalibration, check_input, check_shape, sensor_calibration
 from unisp.export.parity import (
+    PRECISIONS,
     check_parity,
     format_table,
     frame_samples,
@@ -53,8 +54,6 @@ from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
 
-#: Precisions an export can have.
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 #: ONNX opset: the lowest the torch.export-based exporter emits (18); ONNX Runtime reads it from 1.14 on.
 ONNX_OPSET = 18
 #: Full-resolution size of the example input traced for a dynamic-shape export (any even size ≥ 8 works;

@@ -40,6 +40,8 @@ FP32_MIN_PSNR_DB = 60.0
 FP16_MIN_PSNR_DB = 45.0
 #: Threshold per precision; int8 is reported, with its ΔE2000 change, but not held to one (issue 5).
 MIN_PSNR_DB: dict[str, float | None] = {"fp32": FP32_MIN_PSNR_DB, "fp16": FP16_MIN_PSNR_DB, "int8": None}
+#: Precisions an export can have (the keys of :data:`MIN_PSNR_DB`).
+PRECISIONS: tuple[str, ...] = tuple(MIN_PSNR_DB)
 #: Packed (h, w) sizes of the samples for a dynamic-shape file: three aspect ratios, so the
 #: dynamic axes are exercised too; 256×256 to 144×240 (H×W) output pixels keep the check under a second.
 DYNAMIC_SAMPLE_SIZES: tuple[tuple[int, int], ...] = ((128, 128), (96, 160), (72, 120))

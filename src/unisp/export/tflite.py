@@ -57,6 +57,7 @@ from unisp import __version__
 from unisp.errors import ConfigError, UnispError
 from unisp.export.graph import LAYOUTS, ExportGraph, SensorCalibration, check_input, check_shape, sensor_calibration
 from unisp.export.parity import (
+    PRECISIONS,
     check_parity,
     fit,
     format_table,
@@ -70,8 +71,6 @@ from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
 
-#: Precisions an export can have.
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 #: How to get the runtimes this module needs.
 MOBILE_HINT = "pip install 'unisp[mobile]' (litert-torch, ai-edge-litert, ai-edge-quantizer)"
 #: The modules of the ``[mobile]`` extra this module uses.
