@@ -21,8 +21,8 @@ uses the ground truth): their gap, ≥ 0 by construction.
 
 Usage:
     python benchmarks/quality_study.py --tiny  --out study-tiny     # ~30 s: checks the code path only
-    python benchmarks/quality_study.py --quick --out study-quick    # ~30-40 min on 2 CPU cores (estimated)
-    python benchmarks/quality_study.py --out study                  # the full study, ~1.5 h on 2 CPU cores (estimated)
+    python benchmarks/quality_study.py --quick --out study-quick    # 18 min on 2 CPU cores (measured)
+    python benchmarks/quality_study.py --out study                  # the full study, ~45 min on 2 CPU cores (estimated)
 
 A finished run folder (its summary.json) is reused, so an interrupted study continues where it
 stopped when run again with the same --out.
@@ -124,9 +124,8 @@ class Size:
 
 
 #: Batch 8 × 128² patches as configs/demo.yaml (the short-run recipe). Stage-2 lengths around the
-#: demo's 300 steps. Cost estimated, not measured end to end on a quiet machine: docs/RESULTS.md's
-#: lite generator step (0.6 s at 8 × 128²) plus the discriminator step, about 1-1.5 s per
-#: adversarial step on 2 cores; 4 generator/camera pairs × 3 stage-2 runs dominate.
+#: demo's 300 steps. Measured on 2 idle cores (2026-11-24): --quick 1,105 s end to end; --full,
+#: with 2.5× the steps of --quick, should take about 45 min (not run).
 SIZES = {
     "tiny": Size(3, 2, 96, 4, 2, 2, 2, 32, GENERATORS, ("efficient_isp",)),
     "quick": Size(None, None, None, 800, 150, 3, 8, 128, GENERATORS, ("efficient_isp",)),
@@ -307,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding kodak24/ and mcmaster/")
     parser.add_argument("--out", type=Path, required=True, help="output folder (data, runs, results.md, results.json)")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_const", dest="size", const="quick", help="~30-40 min on 2 CPU cores")
+    group.add_argument("--quick", action="store_const", dest="size", const="quick", help="~18 min on 2 CPU cores")
     group.add_argument("--tiny", action="store_const", dest="size", const="tiny", help="~30 s: checks the code path only")
     parser.add_argument("--profile", default="lite", choices=("lite", "paper"),
                         help="backbones of the stage-2 losses (paper: on a GPU, with its weights present)")
