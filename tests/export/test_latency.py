@@ -116,7 +116,7 @@ def test_load_generator(tmp_path) -> None:
 def test_cli_prints_every_row(tmp_path) -> None:
     file = tmp_path / "m.safetensors"
     save_model(file, build_model("efficient_isp"), name="efficient_isp")
-    args = ["bench", "latency", "--model", str(file), "--size", "64x48", "--repeats", "2", "--threads", "1", "--allocator", "default"]
+    args = ["bench", "latency", "--model", str(file), "--size", "48x64", "--repeats", "2", "--threads", "1", "--allocator", "default"]
     for backend in FAST_BACKENDS:
         args += ["--backend", backend]
     result = CliRunner().invoke(app, args)
@@ -134,7 +134,7 @@ def test_cli_prints_every_row(tmp_path) -> None:
     "args, message",
     [
         (["--size", "12"], "size '12'"),
-        (["--size", "3x3"], "not even"),
+        (["--size", "3x3"], "must be even"),
         (["--backend", "tensorrt"], "unknown backend"),
         (["--allocator", "jemalloc"], "allocator must be one of keep, default"),
     ],
