@@ -469,7 +469,7 @@ def process(
     format: Annotated[ImageFormat, typer.Option("--format", help="Output file format.")] = ImageFormat.png,
     tile: Annotated[int, typer.Option(help="Tile edge in packed pixels (memory is bounded by it).", min=8)] = 512,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
-    backend: Annotated[str, typer.Option(help="What runs the network: torch, onnxruntime (CPU; exported on the fly) or fused (CPU kernel, efficient_isp/robust_isp).")] = "torch",
+    backend: Annotated[str, typer.Option(help="What runs the network: torch, onnxruntime (CPU; exported on the fly), fused (CPU kernel, efficient_isp/robust_isp) or fused-bf16 (the same in bfloat16, AVX512-BF16 CPUs).")] = "torch",
     layout: LayoutOpt = Layout.auto,
     width: WidthOpt = None,
     height: HeightOpt = None,
@@ -755,7 +755,7 @@ def bench_latency(
     repeats: Annotated[int, typer.Option(help="Timed runs per backend (the median is reported).", min=1)] = 5,
     threads: Annotated[int, typer.Option(help="CPU threads for every backend (0: torch's default).", min=0)] = 0,
     backend: Annotated[
-        Optional[list[str]], typer.Option("--backend", help="Run only these (repeatable): eager, compile, onnxruntime, tflite, fused.")
+        Optional[list[str]], typer.Option("--backend", help="Run only these (repeatable): eager, compile, onnxruntime, tflite, fused, fused-bf16 (AVX512-BF16 CPUs).")
     ] = None,
     allocator: Annotated[
         str, typer.Option(help="keep: glibc keeps freed memory (times the backends, not the OS's page zeroing); default: as it comes.")

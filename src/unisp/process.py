@@ -32,7 +32,7 @@ from unisp.raw.frame import RawFrame
 log = logging.getLogger(__name__)
 
 #: What runs the network in :func:`run_tiled` (``unisp process --backend``).
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "fused")
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "fused", "fused-bf16")
 #: Default tile edge in packed pixels (512 → 1024×1024 output pixels, about 12 MB of float32 output per tile).
 DEFAULT_TILE = 512
 
@@ -114,7 +114,8 @@ def backend(model: nn.Module, name: str = "torch", threads: int | None = None) -
             exported to a temporary dynamic-shape fp32 ONNX file, checked for parity, and run by
             :class:`unisp.export.onnx.OnnxRunner` on the CPU; the file is deleted afterwards) or
             ``"fused"`` (:class:`unisp.export.fused.FusedISP`: the three convolutions fused in one
-            C++ CPU kernel, efficient_isp and robust_isp only).
+            C++ CPU kernel, efficient_isp and robust_isp only) or ``"fused-bf16"`` (the same kernel in
+            bfloat16 with float32 sums, on CPUs with AVX512-BF16; ConfigError elsewhere).
         threads: ONNX Runtime's intra-op threads, or the fused kernel's (``None``: their default).
 
     Yields:
@@ -125,10 +126,10 @@ def backend(model: nn.Module, name: str = "torch", threads: int | None = None) -
     if name == "torch":
         yield None
         return
-    if name == "fused":
+    if name in ("fused", "fused-bf16"):
         from unisp.export.fused import FusedISP
 
-        yield FusedISP(model, threads=threads)
+        yield FusedISP(model, threads=threads, precision="bf16" if name == "fused-bf16" else "fp32")
         return
     from unisp.export.onnx import OnnxRunner, export_onnx
 

@@ -1,7 +1,8 @@
 """Latency of one generator on one input through every CPU backend, next to the machine's sgemm rate.
 
 The same packed input runs through PyTorch eager, ``torch.compile``, ONNX Runtime, the TFLite
-interpreter (XNNPACK) and the fused C++ kernel (:mod:`unisp.export.fused`). Each backend is
+interpreter (XNNPACK) and the fused C++ kernel (:mod:`unisp.export.fused`, in fp32 and, on CPUs
+with AVX512-BF16, as ``fused-bf16`` with bf16 operands and fp32 accumulation). Each backend is
 built first (export, compilation; not timed), warmed up, then timed ``repeats`` times; the median
 is reported as milliseconds, output megapixels per second and achieved GFLOP/s. FLOPs count
 2 per multiply-accumulate, with MACs from :func:`unisp.models.registry.model_info` (convolution
@@ -10,8 +11,8 @@ in the same run (median of ``torch.mm`` on two large float32 matrices, same thre
 every backend's GFLOP/s is also given as a fraction of it: how close a backend gets to the rate
 the machine sustains on the friendliest fp32 workload there is.
 
-Every output is compared with eager's (largest absolute difference), so a fast row is also a
-correct one. Backends that cannot run here (no compiler for ``torch.compile`` or the fused kernel,
+Every output is compared with eager's (largest absolute difference and PSNR, peak 1), so a fast
+row is also a correct one. Backends that cannot run here (no compiler for ``torch.compile`` or the fused kernel,
 ONNX Runtime or the ``[mobile]`` extra not installed) get a row saying why.
 """
 
@@ -43,7 +44,9 @@ from unisp.models.registry import MAC_CONVENTION, model_info
 log = logging.getLogger(__name__)
 
 #: Every backend, in the order they are reported.
-BACKENDS: tuple[str, ...] = ("eager", "compile", "onnxruntime", "tflite", "fused")
+BACKENDS: tuple[str, ...] = ("eager", "compile", "onnxruntime", "tflite", "fused", "fused-bf16")
+#: Backends whose arithmetic is not float32 (their parity is judged by PSNR, not float32 rounding).
+REDUCED_PRECISION: tuple[str, ...] = ("fused-bf16",)
 #: ``--size`` default: the issue's 12-megapixel frame (4000 × 3000).
 DEFAULT_SIZE = "12MP"
 #: Aspect ratio (width : height) of a size given in megapixels: the 4:3 of phone and compact sensors.
@@ -174,6 +177,7 @@ class BackendTiming:
         backend: one of :data:`BACKENDS`.
         seconds: wall time of each timed run.
         max_abs_diff: largest absolute difference of its output from eager's (None: not compared).
+        psnr_db: PSNR of its output against eager's, peak 1 (None: not compared; inf: identical).
         note: what ran (settings) or, for a skipped backend, why it was skipped.
         skipped: the backend did not run.
     """
@@ -182,6 +186,7 @@ class BackendTiming:
     seconds: list[float] = field(default_factory=list)
     max_abs_diff: float | None = None
     note: str = ""
+    psnr_db: float | None = None
     skipped: bool = False
 
     @property
@@ -237,7 +242,7 @@ class LatencyReport:
             lines.append("files: " + ", ".join(f"{name} {size / 1024:,.1f} KiB" for name, size in self.files.items()))
         lines += [
             "",
-            "| backend | median ms | MPix/s | GFLOP/s | of sgemm | max abs diff vs eager | note |",
+            "| backend | median ms | MPix/s | GFLOP/s | of sgemm | vs eager: max abs diff, PSNR | note |",
             "|---|---|---|---|---|---|---|",
         ]
         for row in self.rows:
@@ -245,7 +250,9 @@ class LatencyReport:
                 lines.append(f"| {row.backend} | — | — | — | — | — | skipped: {row.note} |")
                 continue
             rate = self.gflop / row.median
-            diff = "—" if row.max_abs_diff is None else f"{row.max_abs_diff:.1e}"
+            parts = [f"{row.max_abs_diff:.1e}"] if row.max_abs_diff is not None else []
+            parts += [f"{row.psnr_db:.1f} dB"] if row.psnr_db is not None else []
+            diff = ", ".join(parts) or "—"
             lines.append(
                 f"| {row.backend} | {row.median * 1e3:.1f} | {self.megapixels / row.median:.1f} | {rate:.1f} "
                 f"| {rate / self.sgemm:.0%} | {diff} | {row.note} |"
@@ -301,24 +308,35 @@ def _tflite(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path) -> B
     return Built(runner, "fp32, NHWC (the Mobile AI contract), XNNPACK, fixed shape", {"model.tflite": path.stat().st_size}, nhwc=True)
 
 
-def _fused(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path) -> Built:
-    from unisp.export.fused import FusedISP, load_kernel, supports
+def _fused(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path, precision: str = "fp32") -> Built:
+    from unisp.export.fused import FusedISP, bf16_unavailable_reason, load_kernel, supports
 
     if not supports(model):
         raise Skip(f"the fused kernel runs efficient_isp and robust_isp, not {getattr(model, 'name', type(model).__name__)}")
     lib = load_kernel()
     if lib is None:
         raise Skip("the fused kernel could not be compiled (no C++ compiler?)")
-    fused = FusedISP(model, threads=threads)
+    if precision == "bf16" and (reason := bf16_unavailable_reason()) is not None:
+        raise Skip(reason)
+    fused = FusedISP(model, threads=threads, precision=precision)
 
     def run(inp: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return fused(inp)
 
+    if precision == "bf16":
+        return Built(run, "C++ kernel, NCHW, bf16 activations and weights (vdpbf16ps), fp32 accumulation")
     return Built(run, f"C++ kernel, NCHW, {lib.unisp_fused_vector_width() * 32}-bit vectors")
 
 
-_BUILDERS = {"eager": _eager, "compile": _compile, "onnxruntime": _onnxruntime, "tflite": _tflite, "fused": _fused}
+def _fused_bf16(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path) -> Built:
+    return _fused(model, x, threads, workdir, precision="bf16")
+
+
+_BUILDERS = {
+    "eager": _eager, "compile": _compile, "onnxruntime": _onnxruntime, "tflite": _tflite, "fused": _fused,
+    "fused-bf16": _fused_bf16,
+}
 
 
 def _as_tensor(out) -> torch.Tensor:
@@ -361,8 +379,15 @@ def time_backend(
     if reference is not None and out.shape != reference.shape:
         raise UnispError(f"{name}: output shape {tuple(out.shape)} differs from eager's {tuple(reference.shape)}")
     diff = None if reference is None else float((out - reference).abs().max())
+    psnr_db = None if reference is None else _psnr(out, reference)
     log.info("%s: median %.1f ms over %d runs", name, statistics.median(seconds) * 1e3, repeats)
-    return BackendTiming(name, seconds, diff, built.note), built.files, out
+    return BackendTiming(name, seconds, diff, built.note, psnr_db=psnr_db), built.files, out
+
+
+def _psnr(out: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR in dB of ``out`` against ``reference``, peak 1 (both clamped to [0, 1]); inf when equal."""
+    mse = float((out.double() - reference.double()).square().mean())
+    return math.inf if mse == 0 else -10.0 * math.log10(mse)
 
 
 def run_latency(
