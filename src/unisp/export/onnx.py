@@ -39,17 +39,8 @@ from torch import nn
 
 from unisp import __version__
 from unisp.errors import ConfigError, UnispError
-from unisp.export.graph import ExportGraph, SensorCalibration, check_input, check_shape, sensor_calibration
-from unisp.export.parity import (
-    PRECISIONS,
-    check_parity,
-    format_table,
-    frame_samples,
-    measure_parity,
-    synthetic_samples,
-    write_report,
-)
-from unisp.fileio import write_bytes
+from unisp.export.graph import ExportGraph, SensorCalibration, check_input, check_shape
+from unisp.export.parity import verify_and_write
 from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
@@ -65,8 +56,6 @@ META_PREFIX = "unisp."
 PROVIDER = "CPUExecutionProvider"
 #: Loggers of the exporter's graph optimiser (onnxscript, onnx-ir), silenced below WARNING during export.
 EXPORTER_LOGGERS: tuple[str, ...] = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")
-#: Parity samples taken from calibration files (the rest of the files only calibrate).
-PARITY_FILES = 3
 
 
 def export_onnx(
@@ -101,18 +90,12 @@ def export_onnx(
         ConfigError: an invalid option (unknown precision, odd shape, int8 without ``calib`` ...).
         ParityError: the exported file misses its parity threshold; nothing is written.
     """
-    from unisp.export.quantize import INT8_SCHEME, calibration_crops, quantize_int8, read_calibration
+    from unisp.export.quantize import INT8_SCHEME, calibration_crops, export_inputs, quantize_int8
 
     out = Path(out)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    frames, sensor = export_inputs(precision, calib, packing, sensor)
     if shape is not None:
         check_shape(shape)
-    if precision == "int8" and calib is None:
-        raise ConfigError("int8 export needs a folder of representative RAW files to calibrate on (--calib DIR)")
-    frames = None if calib is None else read_calibration(calib) if isinstance(calib, (str, Path)) else list(calib)
-    if packing == "inside" and sensor is None:
-        sensor = sensor_calibration(sample=frames[0] if frames else None)
     reference = ExportGraph(model, packing, layout, sensor=sensor)
     extra: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="unisp-onnx-") as workdir:
@@ -133,21 +116,10 @@ def export_onnx(
     check(proto, out)
     data = proto.SerializeToString()
     runner = OnnxRunner(data)
-    if frames:
-        samples, origin = frame_samples(frames[:PARITY_FILES], shape), "centre crops of the --calib files"
-    else:
-        samples, origin = synthetic_samples(shape), "synthetic RAW unprocessed from scikit-image's bundled photos"
-    report = measure_parity(
-        runner, reference, samples, file=out.name, format="onnx", precision=precision, shape=shape_text,
-        runtime=runner.runtime, sample_source=origin, extra=extra,
+    return verify_and_write(
+        runner, reference, data, out, frames, shape,
+        format="onnx", precision=precision, shape=shape_text, runtime=runner.runtime, extra=extra,
     )
-    if not report.passed:
-        log.warning("%s", format_table(report.to_json()))
-    check_parity(report)
-    write_bytes(out, data)
-    write_report(report, out)
-    log.info("wrote %s (%s, %d bytes) and its parity report", out, precision, len(data))
-    return out
 
 
 def to_onnx(graph: ExportGraph, shape: tuple[int, int] | None) -> Any:

@@ -29,7 +29,7 @@ import torch
 from unisp.errors import UnispError
 from unisp.eval.metrics import delta_e2000, psnr
 from unisp.export.graph import ExportGraph
-from unisp.fileio import write_text
+from unisp.fileio import write_bytes, write_text
 from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,49 @@ def measure_parity(
     meta.setdefault("required_psnr_db", MIN_PSNR_DB[meta["precision"]])
     meta.setdefault("reference", "PyTorch float32 eager (the same graph before export)")
     return ParityReport(packing=graph.packing, layout=graph.layout, rows=rows, **meta)
+
+
+#: Parity samples taken from calibration files (the rest of the files only calibrate).
+PARITY_FILES = 3
+
+
+def verify_and_write(
+    run: Callable[[torch.Tensor], torch.Tensor],
+    graph: ExportGraph,
+    data: bytes,
+    out: Path,
+    frames: Sequence[RawFrame] | None,
+    fixed_shape: tuple[int, int] | None,
+    **meta: Any,
+) -> Path:
+    """The end of every export: parity on sample inputs, then the file and its report, or nothing.
+
+    Args:
+        run: the exported file's runner (see :func:`measure_parity`).
+        graph: the float32 graph it was exported from.
+        data: the exported file's bytes.
+        out: where they go; ``<out>.parity.json`` goes beside it.
+        frames: calibration frames (centre crops of the first :data:`PARITY_FILES` are the samples),
+            or ``None`` for synthetic samples.
+        fixed_shape: the file's fixed full-resolution shape, or ``None`` (dynamic).
+        meta: the other :class:`ParityReport` fields (``format``, ``precision``, ``shape`` text,
+            ``runtime``, ``extra``).
+
+    Raises:
+        ParityError: the file misses its threshold; nothing is written.
+    """
+    if frames:
+        samples, origin = frame_samples(frames[:PARITY_FILES], fixed_shape), "centre crops of the --calib files"
+    else:
+        samples, origin = synthetic_samples(fixed_shape), "synthetic RAW unprocessed from scikit-image's bundled photos"
+    report = measure_parity(run, graph, samples, file=out.name, sample_source=origin, **meta)
+    if not report.passed:
+        log.warning("%s", format_table(report.to_json()))
+    check_parity(report)
+    write_bytes(out, data)
+    write_report(report, out)
+    log.info("wrote %s (%s, %d bytes) and its parity report", out, report.precision, len(data))
+    return out
 
 
 def check_parity(report: ParityReport) -> None:

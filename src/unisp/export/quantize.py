@@ -21,7 +21,8 @@ import onnx
 import torch
 
 from unisp.errors import ConfigError, RawFormatError, UnispError
-from unisp.export.graph import ExportGraph
+from unisp.export.graph import ExportGraph, SensorCalibration, sensor_calibration
+from unisp.export.parity import PRECISIONS
 from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,34 @@ def read_calibration(
     if not frames:
         raise ConfigError(f"--calib {folder}: no readable RAW file")
     return frames
+
+
+def export_inputs(
+    precision: str, calib: str | Path | Sequence[RawFrame] | None, packing: str, sensor: SensorCalibration | None
+) -> tuple[list[RawFrame] | None, SensorCalibration | None]:
+    """Check an export's precision against its calibration data and read that data.
+
+    Args:
+        precision: ``fp32``, ``fp16`` or ``int8`` (needs ``calib``).
+        calib: a folder of RAW files, frames already read, or ``None``.
+        packing: ``outside`` or ``inside`` (an inside graph needs sensor constants).
+        sensor: the constants an inside graph bakes in; ``None``: from the first calibration file.
+
+    Returns:
+        The calibration frames (or ``None``) and the sensor constants (``None`` for outside packing
+        without ``sensor``).
+
+    Raises:
+        ConfigError: an unknown precision, or int8 without ``calib``.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and calib is None:
+        raise ConfigError("int8 export needs a folder of representative RAW files to calibrate on (--calib DIR)")
+    frames = None if calib is None else read_calibration(calib) if isinstance(calib, (str, Path)) else list(calib)
+    if packing == "inside" and sensor is None:
+        sensor = sensor_calibration(sample=frames[0] if frames else None)
+    return frames, sensor
 
 
 def calibration_crops(

@@ -55,18 +55,8 @@ from torch import nn
 
 from unisp import __version__
 from unisp.errors import ConfigError, UnispError
-from unisp.export.graph import LAYOUTS, ExportGraph, SensorCalibration, check_input, check_shape, sensor_calibration
-from unisp.export.parity import (
-    PRECISIONS,
-    check_parity,
-    fit,
-    format_table,
-    frame_samples,
-    measure_parity,
-    synthetic_samples,
-    write_report,
-)
-from unisp.fileio import write_bytes
+from unisp.export.graph import LAYOUTS, ExportGraph, SensorCalibration, check_input, check_shape
+from unisp.export.parity import fit, verify_and_write
 from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
@@ -89,8 +79,6 @@ BODY_TENSORS = r".*_model/.*"
 #: depend on the image size, and the tensor names are the same at every size, so ranges measured
 #: here quantise a file of any fixed shape without calibrating at, say, 12 MP.
 CALIB_SIZE = 256
-#: Parity samples taken from calibration files (the rest of the files only calibrate).
-PARITY_FILES = 3
 #: Environment variable litert-torch reads to print its conversion progress (off during export).
 PROGRESS_ENV = "LITERT_TORCH_SHOW_PROGRESS"
 #: What the fp16 and int8 files are (recorded in their parity reports).
@@ -162,20 +150,14 @@ def export_tflite(
         ConfigError: an invalid option (unknown precision, no or odd shape, int8 without ``calib`` ...).
         ParityError: the file misses its parity threshold; nothing is written.
     """
-    from unisp.export.quantize import calibration_crops, read_calibration
+    from unisp.export.quantize import calibration_crops, export_inputs
 
     out = Path(out)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if shape is None:
         raise ConfigError(DYNAMIC_UNSUPPORTED)
     check_shape(shape)
-    if precision == "int8" and calib is None:
-        raise ConfigError("int8 export needs a folder of representative RAW files to calibrate on (--calib DIR)")
     require_mobile()
-    frames = None if calib is None else read_calibration(calib) if isinstance(calib, (str, Path)) else list(calib)
-    if packing == "inside" and sensor is None:
-        sensor = sensor_calibration(sample=frames[0] if frames else None)
+    frames, sensor = export_inputs(precision, calib, packing, sensor)
     reference = ExportGraph(model, packing, layout, sensor=sensor)
     data = to_tflite(reference, shape)
     extra: dict[str, Any] = {"converter": _versions()}
@@ -194,21 +176,10 @@ def export_tflite(
         **({"sensor": {"cfa": sensor.cfa.value, "black": sensor.black, "white": sensor.white}} if packing == "inside" else {}),
     )
     runner = TFLiteRunner(data, layout=layout)
-    if frames:
-        samples, origin = frame_samples(frames[:PARITY_FILES], shape), "centre crops of the --calib files"
-    else:
-        samples, origin = synthetic_samples(shape), "synthetic RAW unprocessed from scikit-image's bundled photos"
-    report = measure_parity(
-        runner, reference, samples, file=out.name, format="tflite", precision=precision, shape=shape_text,
-        runtime=runner.runtime, sample_source=origin, extra=extra,
+    return verify_and_write(
+        runner, reference, data, out, frames, shape,
+        format="tflite", precision=precision, shape=shape_text, runtime=runner.runtime, extra=extra,
     )
-    if not report.passed:
-        log.warning("%s", format_table(report.to_json()))
-    check_parity(report)
-    write_bytes(out, data)
-    write_report(report, out)
-    log.info("wrote %s (%s, %d bytes) and its parity report", out, precision, len(data))
-    return out
 
 
 def _versions() -> str:
