@@ -304,9 +304,8 @@ def test_kernel_is_cached(monkeypatch, tmp_path) -> None:
         load_kernel.cache_clear()
 
 
-@needs_kernel
-def test_process_backend_fused(tmp_path) -> None:
-    """`unisp process --backend fused` writes the same image as `--backend torch` (16-bit: within one code)."""
+def process_with_backends(tmp_path, backends: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """16-bit codes `unisp process` writes for one random 10-bit 46×70 frame through each backend (8-px tiles)."""
     import imageio.v3 as iio
     from typer.testing import CliRunner
 
@@ -318,7 +317,7 @@ def test_process_backend_fused(tmp_path) -> None:
     rng = np.random.default_rng(1)
     np.save(tmp_path / "frame.npy", rng.integers(0, 1024, size=(46, 70), dtype=np.uint16))
     images = {}
-    for name in ("torch", "fused"):
+    for name in backends:
         out = tmp_path / name
         result = CliRunner().invoke(app, [
             "process", str(tmp_path / "frame.npy"), "--model", str(model_file), "--out", str(out),
@@ -326,6 +325,13 @@ def test_process_backend_fused(tmp_path) -> None:
         ])
         assert result.exit_code == 0, result.output
         images[name] = iio.imread(out / "frame.png").astype(np.int64)
+    return images
+
+
+@needs_kernel
+def test_process_backend_fused(tmp_path) -> None:
+    """`unisp process --backend fused` writes the same image as `--backend torch` (16-bit: within one code)."""
+    images = process_with_backends(tmp_path, ("torch", "fused"))
     assert images["torch"].shape == (46, 70, 3)
     assert np.abs(images["torch"] - images["fused"]).max() <= 1
 
@@ -338,25 +344,7 @@ def test_process_backend_fused_bf16(tmp_path) -> None:
     random 3k-parameter model on [0, 1] outputs that is far above 40 dB, while a wrong tap order or
     a missing layer would be below 20 dB.
     """
-    import imageio.v3 as iio
-    from typer.testing import CliRunner
-
-    from unisp.cli import app
-    from unisp.models.checkpoint import save_model
-
-    model_file = tmp_path / "m.safetensors"
-    save_model(model_file, random_model(seed=9), name="efficient_isp")
-    rng = np.random.default_rng(1)
-    np.save(tmp_path / "frame.npy", rng.integers(0, 1024, size=(46, 70), dtype=np.uint16))
-    images = {}
-    for name in ("torch", "fused-bf16"):
-        out = tmp_path / name
-        result = CliRunner().invoke(app, [
-            "process", str(tmp_path / "frame.npy"), "--model", str(model_file), "--out", str(out),
-            "--depth", "16", "--tile", "8", "--bits", "10", "--backend", name,
-        ])
-        assert result.exit_code == 0, result.output
-        images[name] = iio.imread(out / "frame.png").astype(np.float64) / 65535
+    images = {k: v / 65535 for k, v in process_with_backends(tmp_path, ("torch", "fused-bf16")).items()}
     mse = np.mean((images["torch"] - images["fused-bf16"]) ** 2)
     assert mse > 0  # it really ran in bf16
     assert 10 * np.log10(1 / mse) >= 40
