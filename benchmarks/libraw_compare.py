@@ -11,12 +11,16 @@ levels, ColorMatrix1 for D65, AsShotNeutral). The same DNG is then rendered by
 - LibRaw's ``postprocess()`` (rawpy): camera white balance, sRGB output, AHD, no auto-brightening,
   the sRGB curve (gamma 2.4, toe slope 12.92), 16-bit output;
 - each model given with ``--model`` (full resolution, tiled);
+- with ``--train DIR``, models trained on this camera's DNGs (efficient_isp: stage 1, then paired
+  and unpaired from it; the quality study's recipes and photo split, see :func:`train_models`).
+  The training photos are then left out of the comparison, which scores only the held-out ones.
 
 and every output is scored against the photo (PSNR, and ΔE2000) by the protocol of docs/EVAL.md.
 Target: the classical render within 0.5 dB of LibRaw; the trained models above both.
 
 Usage:
     python benchmarks/libraw_compare.py [--data ../shared/data] [--model M.safetensors ...] [--limit N] [--out DIR]
+    python benchmarks/libraw_compare.py --train libraw-train --out libraw-trained   # ~10 min on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from pathlib import Path
 import numpy as np
 import rawpy
 import torch
+from quality_study import STAGE1_LR, STAGE1_RECIPE, STAGE2_RECIPE, recipe, run_training, split_photos
 
 from unisp.eval.evaluate import evaluate_images
-from unisp.fileio import list_images, read_rgb, write_text
+from unisp.fileio import list_images, read_rgb, write_image, write_text
 from unisp.isp.demosaic import DEMOSAIC_METHODS
 from unisp.isp.pipeline import ISPConfig, render_frame
 from unisp.models.checkpoint import load_model
@@ -59,6 +64,11 @@ METRICS = ("psnr", "delta_e2000")
 SRGB_GAMMA = (2.4, 12.92)
 #: LibRaw's 16-bit output range.
 LIBRAW_MAX = 65535.0
+#: ``--train``: stage-1 and stage-2 lengths (the quality study's --quick stage 1; stage 2 the demo's
+#: 300 steps), batch 8 × 128² as configs/demo.yaml, and the stage-2 modes trained.
+TRAIN_STEPS = {"stage1": 800, "stage2": 300}
+TRAIN_BATCH, TRAIN_PATCH = 8, 128
+TRAIN_MODES = ("paired", "unpaired")
 
 
 def camera() -> SensorModel:
@@ -92,10 +102,48 @@ def libraw_render(path: Path) -> torch.Tensor:
     return torch.from_numpy(rgb.astype(np.float32) / LIBRAW_MAX).permute(2, 0, 1)
 
 
-def compare(data: Path, models: list[Path], limit: int | None, work: Path) -> dict:
-    photos = [p for d in DATASETS for p in list_images(data / d)[:limit]]
+def even_crop(image: torch.Tensor) -> torch.Tensor:
+    """``image`` cut to even height and width (whole Bayer quads)."""
+    return image[:, : image.shape[1] // 2 * 2, : image.shape[2] // 2 * 2]
+
+
+def train_models(data: Path, work: Path) -> dict[str, Path]:
+    """Train efficient_isp on this camera's DNGs; return ``{row name: model file}``.
+
+    The photos are split as in the quality study (:func:`quality_study.split_photos`): the RAW
+    side becomes DNGs (with their photos as the paired targets), the disjoint RGB side is the
+    unrelated look of the unpaired run, and the test photos are left for :func:`compare`. Stage 1
+    (configs/stage1.yaml) learns the classical render of the DNGs; paired and unpaired
+    (configs/demo.yaml) start from it. A finished run in ``work`` is reused.
+    """
+    split = split_photos(data)
     sensor = camera()
-    nets = {m.name: load_model(m)[0].eval() for m in models}
+    for path in split["raw"]:
+        truth = even_crop(read_rgb(path))
+        stem = f"{path.parent.name}_{path.stem}"
+        write_synthetic_dng(truth, work / "raw" / f"{stem}.dng", sensor)
+        write_image(work / "rgb" / f"{stem}.png", truth)
+    for path in split["rgb"]:
+        write_image(work / "rgb_side" / f"{path.parent.name}_{path.stem}.png", read_rgb(path))
+    common = {"model": "efficient_isp", "data.raw_dir": work / "raw", "batch_size": TRAIN_BATCH, "data.patch": TRAIN_PATCH,
+              "data.samples_per_epoch": TRAIN_BATCH * 100, "tensorboard": False, "log_every": 10**6}
+    steps = TRAIN_STEPS["stage1"]
+    run_training(recipe(STAGE1_RECIPE, {**common, "steps": steps, "ckpt_every": steps, "val_every": steps, "lr": STAGE1_LR}),
+                 work / "runs" / "stage1")
+    models = {"stage 1": work / "runs" / "stage1" / "model.safetensors"}
+    steps = TRAIN_STEPS["stage2"]
+    for mode in TRAIN_MODES:
+        config = recipe(STAGE2_RECIPE, {
+            **common, "mode": mode, "init": models["stage 1"], "data.rgb_dir": work / ("rgb_side" if mode == "unpaired" else "rgb"),
+            "steps": steps, "ckpt_every": steps, "val_every": steps, "image_every": steps})
+        run_training(config, work / "runs" / mode)
+        models[mode] = work / "runs" / mode / "model.safetensors"
+    return models
+
+
+def compare(models: dict[str, Path], photos: list[Path], work: Path) -> dict:
+    sensor = camera()
+    nets = {name: load_model(m)[0].eval() for name, m in models.items()}
     rows: dict[str, list[torch.Tensor]] = {}
     truths, names, seconds = [], [], {}
 
@@ -104,8 +152,7 @@ def compare(data: Path, models: list[Path], limit: int | None, work: Path) -> di
         seconds[row] = seconds.get(row, 0.0) + time.perf_counter() - started
 
     for photo_path in photos:
-        truth = read_rgb(photo_path)
-        truth = truth[:, : truth.shape[1] // 2 * 2, : truth.shape[2] // 2 * 2]
+        truth = even_crop(read_rgb(photo_path))
         dng = work / f"{photo_path.parent.name}_{photo_path.stem}.dng"
         write_synthetic_dng(truth, dng, sensor)
         frame = read_raw(dng)
@@ -150,13 +197,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, help="at most this many photos per dataset")
     parser.add_argument("--out", type=Path, help="write results.md and results.json here")
     parser.add_argument("--keep-dngs", type=Path, help="write the DNGs into this folder (default: a temporary one)")
+    parser.add_argument("--train", type=Path, metavar="DIR",
+                        help="train models on this camera here (reused when there) and score the held-out photos only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     log.info("rawpy %s, LibRaw %s", rawpy.__version__, rawpy.libraw_version)
+    models = {m.name: m for m in args.model}
+    if args.train is not None:
+        models.update(train_models(args.data, args.train))
+        photos = split_photos(args.data)["test"]
+    else:
+        photos = [p for d in DATASETS for p in list_images(args.data / d)]
+    photos = [p for d in DATASETS for p in [q for q in photos if q.parent.name == d][: args.limit]]
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep_dngs or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        results = compare(args.data, args.model, args.limit, work)
+        results = compare(models, photos, work)
     results.update({"rawpy": rawpy.__version__, "libraw": ".".join(map(str, rawpy.libraw_version)),
                     "date": time.strftime("%Y-%m-%d")})
     table = to_markdown(results)

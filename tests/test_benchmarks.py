@@ -1,0 +1,99 @@
+"""The quality study and the LibRaw comparison run end to end at their smallest sizes.
+
+They run on photo folders written here (crops of the photos scikit-image ships, named as
+Kodak24 / McMaster files), so they need neither ``../shared`` nor a download. What is checked is
+the scripts' wiring — rows, splits, the label-free pick, the tables — not their figures, which
+need the real data and the sizes documented in docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from unisp.eval.evaluate import evaluate_images
+from unisp.fileio import read_rgb, write_image
+from unisp.isp.pipeline import ISPConfig, render_frame
+from unisp.raw.io import read_raw
+from unisp.synth.bundled import bundled_photos
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+#: Photos per dataset folder: with the study's TEST_EVERY = 5, one of each six is held out.
+PHOTOS_PER_DATASET = 6
+CROP = 128
+
+
+@pytest.fixture
+def scripts(monkeypatch):
+    """The two benchmark modules, imported from benchmarks/ as the scripts import each other."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("quality_study"), importlib.import_module("libraw_compare")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """``kodak24/`` and ``mcmaster/`` with six distinct 128² crops each."""
+    root = tmp_path_factory.mktemp("photos")
+    photos = list(bundled_photos().values())
+    for d, dataset in enumerate(("kodak24", "mcmaster")):
+        for i in range(PHOTOS_PER_DATASET):
+            photo = photos[(i + d) % len(photos)]
+            top, left = 40 * (i // len(photos)) + 64 * d, 40 * (i // len(photos))
+            write_image(root / dataset / f"{i:02d}.png", photo[:, top : top + CROP, left : left + CROP])
+    return root
+
+
+def test_split_is_disjoint_and_holds_out_every_fifth(scripts, data):
+    study, _ = scripts
+    split = study.split_photos(data)
+    names = {side: {(p.parent.name, p.name) for p in paths} for side, paths in split.items()}
+    assert not (names["test"] & names["raw"]) and not (names["test"] & names["rgb"]) and not (names["raw"] & names["rgb"])
+    assert sorted(names["test"]) == [("kodak24", "04.png"), ("mcmaster", "04.png")]  # index 4 of 0..5 in each
+    assert len(names["raw"]) + len(names["rgb"]) == 2 * (PHOTOS_PER_DATASET - 1)
+
+
+def test_quality_study_tiny(scripts, data, tmp_path):
+    study, _ = scripts
+    study.main(["--tiny", "--data", str(data), "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["cameras"]) == set(study.CAMERAS)
+    rows = results["cameras"]["A"]["rows"]
+    assert list(rows) == ["classical_xhat", "classical", "stage1", "paired", "paired_no_adv", "unpaired"]
+    assert set(rows["unpaired"]) == set(study.GENERATORS) and set(rows["classical"]) == {"any"}
+    assert set(results["cameras"]["B"]["rows"]["unpaired"]) == {"efficient_isp"}
+    for selection in results["cameras"]["A"]["selection"].values():
+        assert selection["gap_db"] >= 0 and selection["oracle_psnr"] == max(selection["checkpoint_psnr"].values())
+    table = (tmp_path / "results.md").read_text()
+    assert "| classical X̂ (stage-1 target) | — |" in table and "unpaired − X̂" in table
+    # A second run reuses every finished training run (no new training, same scores).
+    study.main(["--tiny", "--data", str(data), "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "results.json").read_text())["cameras"]["A"]["rows"] == rows
+
+
+def test_libraw_compare_with_trained_models(scripts, data, tmp_path, monkeypatch):
+    study, libraw = scripts
+    monkeypatch.setattr(libraw, "TRAIN_STEPS", {"stage1": 2, "stage2": 2})
+    monkeypatch.setattr(libraw, "TRAIN_BATCH", 2)
+    monkeypatch.setattr(libraw, "TRAIN_PATCH", 32)
+    libraw.main(["--data", str(data), "--train", str(tmp_path / "train"), "--out", str(tmp_path / "out"),
+                 "--keep-dngs", str(tmp_path / "dngs")])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    # Only the held-out photos are scored once models are trained on the others.
+    assert results["images"] == [f"{p.parent.name}_{p.stem}" for p in study.split_photos(data)["test"]]
+    assert set(results["rows"]) == {
+        "unisp classical (bilinear)", "unisp classical (malvar)", "unisp classical (menon)", "LibRaw postprocess (AHD)",
+        "model stage 1", "model paired", "model unpaired",
+    }
+    # Noise-free colorimetric DNGs: only demosaicing and 10-bit quantisation separate a correct
+    # render from the photo, so both classical renders score far above the same render without
+    # white balance (the negative control: the DNG's R and B gains are 2.15 and 1.7).
+    unbalanced = [render_frame(read_raw(tmp_path / "dngs" / f"{name}.dng"), ISPConfig(white_balance="none"))
+                  for name in results["images"]]
+    truths = [read_rgb(data / name.split("_")[0] / f"{name.split('_')[1]}.png") for name in results["images"]]
+    control = evaluate_images(unbalanced, truths, results["images"], metrics=("psnr",)).means["psnr"]
+    for row in ("unisp classical (malvar)", "LibRaw postprocess (AHD)"):
+        assert results["rows"][row]["means"]["psnr"] > control + 10
+    assert "PSNR − LibRaw" in (tmp_path / "out" / "results.md").read_text()
