@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from unisp.config import load_config
-from unisp.demo import DemoSettings, asset, run_demo
+from unisp.demo import XHAT_ROW, DemoSettings, asset, run_demo
 from unisp.fileio import read_rgb
 from unisp.train.config import TrainConfig
 
@@ -23,7 +23,7 @@ def test_demo_writes_its_outputs(tmp_path, monkeypatch):
     record = json.loads((out / "summary.json").read_text())
     assert record["held_out"] == ["astronaut_br", "coffee_br", "motorcycle_br"]
     assert set(record["mean"]) == {
-        "classical (bilinear)", "classical (malvar)", "classical (menon)",
+        XHAT_ROW, "classical (bilinear)", "classical (malvar)", "classical (menon)",
         "stage 1 (efficient_isp)", "stage 2, unpaired (efficient_isp)",
     }
     assert record["sample_renders"] == ["classical", "stage1", "stage2"]

@@ -7,8 +7,10 @@
 2. Stage 1: the Efficient ISP learns the classical render of the training RAW (no RGB needed).
 3. Stage 2: unpaired training from the stage-1 model with the paper's loss on the ``lite``
    backbones (EfficientNet-Lite0, shipped in a wheel) and Dynamic Loss Adaptation.
-4. The held-out quarters against their ground truth: the classical pipeline (full metadata:
-   as-shot white balance and colour matrix; three demosaicing methods), stage 1 and stage 2.
+4. The held-out quarters against their ground truth: the paper's classical render X̂ (demosaic +
+   as-shot white balance + sRGB curve, the stage-1 target), the classical pipeline with the full
+   metadata (as-shot white balance and colour matrix; three demosaicing methods), stage 1 and
+   stage 2.
 5. The bundled real sensor frame through the classical pipeline and the trained models.
 
 It writes a side-by-side comparison per held-out image, the renders of the real frame, a
@@ -33,7 +35,7 @@ from unisp.config import load_config
 from unisp.eval.evaluate import EvalResult, evaluate_images
 from unisp.fileio import read_rgb, write_image, write_text
 from unisp.isp.orientation import apply_orientation
-from unisp.isp.pipeline import ISPConfig, render_frame
+from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
 from unisp.process import run_tiled
 from unisp.raw.io import find_raw_files, read_raw
 
@@ -49,6 +51,8 @@ RAW_PHOTOS = ("astronaut", "coffee", "motorcycle")
 RGB_PHOTOS = ("chelsea", "rocket")
 #: Demosaicing methods of the classical rows, cheapest first.
 DEMO_METHODS = ("bilinear", "malvar", "menon")
+#: Row name of the paper's classical render X̂ (demosaic + white balance + gamma; the stage-1 target).
+XHAT_ROW = "classical X̂ (malvar, no colour matrix)"
 #: Metrics of the summary table (LPIPS needs downloaded weights; see docs/EVAL.md).
 DEMO_METRICS = ("psnr", "ssim", "delta_e2000")
 #: Environment variable that moves the cache of generated demo inputs (default ~/.cache/unisp).
@@ -199,7 +203,8 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     names = [f.stem for f in test_files]
     frames = [read_raw(f) for f in test_files]
     truths = [read_rgb(data / "test" / "rgb" / f"{n}.png") for n in names]
-    outputs = {f"classical ({m})": [render_frame(fr, ISPConfig(demosaic=m)) for fr in frames] for m in DEMO_METHODS}
+    outputs = {XHAT_ROW: [render_frame(fr, TRAINING_TARGET) for fr in frames]}
+    outputs.update({f"classical ({m})": [render_frame(fr, ISPConfig(demosaic=m)) for fr in frames] for m in DEMO_METHODS})
     outputs["stage 1 (efficient_isp)"] = [run_tiled(stage1, fr) for fr in frames]
     outputs["stage 2, unpaired (efficient_isp)"] = [run_tiled(stage2, fr) for fr in frames]
     results = {k: evaluate_images(v, truths, names, metrics=DEMO_METRICS) for k, v in outputs.items()}
@@ -235,8 +240,9 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
         f"patches, {stage2_seconds:.0f} s on {device}.",
         "",
         "Held-out quarters against ground truth (RGB, [0, 1], full image, data range 1; mean over "
-        f"{len(names)} images). The classical rows use the full metadata (as-shot white balance and "
-        "colour matrix), which a learned ISP never sees:",
+        f"{len(names)} images). X̂ is the paper's classical render and the stage-1 target (demosaic, "
+        "as-shot white balance, sRGB curve); the other classical rows add the file's colour matrix: "
+        "full metadata, which a learned ISP never sees:",
         "",
         *table(results),
         "",

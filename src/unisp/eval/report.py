@@ -523,8 +523,9 @@ def demo_table(summary: dict[str, Any]) -> Table:
         title=f"Held-out images against ground truth (mean of {len(summary.get('held_out', []))})",
         header=["method", *_header(metrics)],
         rows=rows,
-        note="From summary.json, as the demo measured it. The classical rows use the full metadata "
-             "(as-shot white balance and colour matrix), which a learned ISP never sees.",
+        note="From summary.json, as the demo measured it. X̂ is the paper's classical render (the stage-1 "
+             "target: no colour matrix); the other classical rows use the full metadata (as-shot white "
+             "balance and colour matrix), which a learned ISP never sees.",
     )
 
 
@@ -688,7 +689,8 @@ def run_facts(folder: Path, config: Any) -> list[tuple[str, str]]:
             ("mode", config.mode),
             ("model", config.model + (f" (from {config.init})" if config.init else "")),
             ("steps", f"{config.steps} × batch {config.batch_size} × {config.data.patch}² patches"),
-            ("learning rate", f"G {config.lr:g}" + (f", D {config.d_lr:g} every {config.d_every} step(s)" if config.mode in ("unpaired", "paired") else "")),
+            ("learning rate", f"G {config.lr:g}" + (f", D {config.d_lr:g} every {config.d_every} step(s)" if config.mode in ("unpaired", "paired") else "")
+             + ("" if config.lr_schedule == "constant" else f"; {config.lr_schedule} schedule")),
             ("RAW", config.data.raw_dir),
         ]
         if config.data.rgb_dir:
