@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from unisp.errors import ConfigError, UnispError
 from unisp.models.checkpoint import load_model
 from unisp.train.config import TrainConfig
 from unisp.train.run import RunDir
-from unisp.train.loop import train
+from unisp.train.loop import schedule_factor, train
 
 
 def recipe(tiny_set, **overrides) -> TrainConfig:
@@ -85,6 +86,37 @@ def test_resume_is_exact(tiny_set, tmp_path):
     assert losses("full") == losses("part")
 
 
+def test_schedule_factor_known_values():
+    cosine = TrainConfig(lr_schedule="cosine", steps=10)
+    assert schedule_factor(cosine, 0) == 1.0  # the recipe's rate at the first step
+    assert schedule_factor(cosine, 5) == pytest.approx(0.5)  # half way down the half cosine
+    assert schedule_factor(cosine, 9) == pytest.approx(0.5 * (1 + math.cos(0.9 * math.pi)))  # last step, near 0
+    assert all(schedule_factor(TrainConfig(steps=10), step) == 1.0 for step in range(10))  # constant: the paper's
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_cosine_schedule_is_followed_and_resumed_exactly(tiny_set, tmp_path):
+    config = recipe(tiny_set, steps=20, ckpt_every=10, log_every=1, val_every=20, lr_schedule="cosine")
+    train(config, tmp_path / "full")
+    lrs = [r["lr"] for r in RunDir(tmp_path / "full").metrics() if "lr" in r]
+    assert lrs == pytest.approx([0.005 * schedule_factor(config, step) for step in range(20)])
+
+    def stop_at_10(step, record):
+        if step == 10:  # after step 10's checkpoint
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "part", progress=stop_at_10)
+    train(config, tmp_path / "part", resume=True)  # the rates follow from the step: the same schedule
+    a, _ = load_model(tmp_path / "full" / "model.safetensors")
+    b, _ = load_model(tmp_path / "part" / "model.safetensors")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
 def test_config_errors(tiny_set):
     with pytest.raises(ConfigError, match="data.raw_dir"):
         train(TrainConfig())
@@ -94,6 +126,8 @@ def test_config_errors(tiny_set):
         recipe(tiny_set, mode="unknown")
     with pytest.raises(ConfigError, match="'data.patch'"):
         recipe(tiny_set, **{"data.patch": 7})
+    with pytest.raises(ConfigError, match="'lr_schedule'"):
+        recipe(tiny_set, lr_schedule="linear")
 
 
 def test_patch_larger_than_images(tiny_set, tmp_path):

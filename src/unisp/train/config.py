@@ -14,6 +14,10 @@ from unisp.losses.config import UnpairedLossConfig
 #: paired: the same loss with aligned targets (content against the target, which is also D's "real");
 #: paired_no_adv: aligned targets, content + total variation only (and any pixel terms).
 Mode = Literal["stage1", "unpaired", "paired", "paired_no_adv"]
+#: How every learning rate changes over a run: ``constant`` (the paper's) or ``cosine`` (a half
+#: cosine from the recipe's rate at the first step to zero after the last, for short runs whose
+#: last checkpoint should not be taken mid-oscillation).
+LrSchedule = Literal["constant", "cosine"]
 #: Modes whose training data has aligned RGB targets.
 PAIRED_MODES = ("paired", "paired_no_adv")
 #: The values of :data:`unisp.raw.io.LAYOUTS`.
@@ -81,6 +85,7 @@ class TrainConfig:
         pixel: L1/SSIM terms (stage 1, or supervised training on aligned pairs).
         losses: the paper's terms (content, colour, two texture, TV), backbones and DLA.
         lr, betas: the generator's Adam (the paper: 5e-4, (0.5, 0.9)).
+        lr_schedule: see :data:`LrSchedule`; applies to the generator and the discriminators.
         d_lr, d_betas, d_clip: each discriminator's Adam and gradient-norm clip (the paper: 1e-5,
             (0.5, 0.9), 1).
         d_every: the discriminators step once every this many generator steps, on the same batch
@@ -110,6 +115,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 5e-4
     betas: tuple[float, float] = (0.5, 0.9)
+    lr_schedule: LrSchedule = "constant"
     d_lr: float = 1e-5
     d_betas: tuple[float, float] = (0.5, 0.9)
     d_every: int = 10

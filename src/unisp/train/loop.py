@@ -177,8 +177,15 @@ class TensorBoard:
             self.writer.close()
 
 
+def schedule_factor(config: TrainConfig, step: int) -> float:
+    """The recipe's ``lr_schedule`` at the step about to be taken (0-based): a factor in (0, 1]."""
+    if config.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
+    return 1.0
+
+
 def set_learning_rates(g_opt: torch.optim.Optimizer, d_opts: dict[str, torch.optim.Optimizer], config: TrainConfig, scale: float) -> None:
-    """The recipe's learning rates times ``scale`` (1 until a NaN rollback lowers it)."""
+    """The recipe's learning rates times ``scale`` (the schedule's factor, times the NaN guard's)."""
     for group in g_opt.param_groups:
         group["lr"] = config.lr * scale
     for opt in d_opts.values():
@@ -314,7 +321,6 @@ def _train(
             run.remove_temporaries()
             run.truncate_metrics(step)
         log.info("resumed %s at step %d", run.path, step)
-    set_learning_rates(g_opt, d_opts, config, guard.lr_scale)
     last_good = snapshot(model, resume_state(), step)
 
     steps_per_epoch = config.data.samples_per_epoch // config.batch_size
@@ -348,6 +354,8 @@ def _train(
             if step >= config.steps:
                 break
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            # From the step alone (so a resumed run follows the same rates), lowered by any rollback.
+            set_learning_rates(g_opt, d_opts, config, guard.lr_scale * schedule_factor(config, step))
             fake = model(batch["raw"])
             with amp:
                 terms, dbatch = objective.generator_terms(fake, batch)
@@ -356,6 +364,7 @@ def _train(
             # Every loss is a mean over the batch: the ranks' average is the global batch's value.
             values = distributed.average_(torch.stack([v.detach() for v in terms.values()]), ctx).tolist()
             record: dict[str, float] = {f"loss/{k}": v for k, v in zip(terms, values)}
+            record["lr"] = g_opt.param_groups[0]["lr"]
             record["loss/total"] = sum(objective.multipliers[k] * record[f"loss/{k}"] for k in terms)
             bad = not math.isfinite(record["loss/total"])
             if not bad:
@@ -388,7 +397,6 @@ def _train(
                 guard.rolled_back(step, last_good["step"])
                 model.load_state_dict(last_good["model"])
                 restore(copy.deepcopy(last_good["state"]))
-                set_learning_rates(g_opt, d_opts, config, guard.lr_scale)
                 step = last_good["step"]
                 if ctx.main:
                     run.truncate_metrics(step)
