@@ -791,5 +791,27 @@ def demo(
     typer.echo(summary)
 
 
+def run() -> None:
+    """The ``unisp`` console script: :data:`app`, with click's usage errors on one line like ours.
+
+    Without this, a bad flag value (``--demosaic foo``) gets click's usage lines and a boxed
+    message instead of the one ``error:`` line every other user error gets.
+    """
+    from typer.exceptions import TyperException  # the base of click's errors (typer vendors click)
+
+    try:
+        code = app(standalone_mode=False)
+    except TyperException as e:
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        if e.format_message():  # empty when the help was printed instead (``unisp`` alone)
+            console.print(f"[bold red]error:[/] {e.format_message()}{hint}", markup=True, highlight=False)
+        raise SystemExit(e.exit_code) from None
+    except typer.Abort:
+        console.print("aborted")
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    run()

@@ -48,6 +48,29 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path, case):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["render", "x.dng", "--out", "o", "--demosaic", "foo"], "Invalid value for '--demosaic'"),
+    (["export", "--model", "m", "--format", "onnx", "--out", "x", "--layout", "jpeg"], "Invalid value for '--layout'"),
+    (["render"], "Missing argument"),
+    (["render", "x.dng", "--bogus"], "No such option: --bogus"),
+    (["nosuch"], "No such command 'nosuch'"),
+])
+def test_usage_errors_are_one_line(tmp_path, args, message):
+    """Bad flags and values (click's own errors) get the one ``error:`` line every other error gets."""
+    result = run_unisp(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert lines[0].endswith(" -h')")  # names the help of the command at fault
+
+
+def test_help_and_bare_command(tmp_path):
+    assert run_unisp("render", "-h", cwd=tmp_path).returncode == 0
+    bare = run_unisp(cwd=tmp_path)  # click prints the help and exits 2, with no error line
+    assert bare.returncode == 2 and "Usage" in bare.stdout + bare.stderr and "error:" not in bare.stderr
+
+
 HUGE_CASES = ("npy-huge-header", "npy-huge-packed-header", "png-huge-under-libpng-limit", "tif-huge-dimensions",
               "dng-huge-dimensions", "zrr-huge-dimensions", "sidecar-huge-size")
 
