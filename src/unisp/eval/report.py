@@ -689,7 +689,8 @@ def run_facts(folder: Path, config: Any) -> list[tuple[str, str]]:
             ("mode", config.mode),
             ("model", config.model + (f" (from {config.init})" if config.init else "")),
             ("steps", f"{config.steps} × batch {config.batch_size} × {config.data.patch}² patches"),
-            ("learning rate", f"G {config.lr:g}" + (f", D {config.d_lr:g} every {config.d_every} step(s)" if config.mode in ("unpaired", "paired") else "")
+            ("learning rate", f"G {config.lr:g}"
+             + (f", D {config.d_lr:g} every {config.d_every} step(s)" if config.mode in ("unpaired", "paired") else "")
              + ("" if config.lr_schedule == "constant" else f"; {config.lr_schedule} schedule")),
             ("RAW", config.data.raw_dir),
         ]
