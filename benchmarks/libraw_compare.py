@@ -43,6 +43,7 @@ from unisp.isp.demosaic import DEMOSAIC_METHODS
 from unisp.isp.pipeline import ISPConfig, render_frame
 from unisp.models.checkpoint import load_model
 from unisp.process import run_tiled
+from unisp.raw.bayer import crop_to_even
 from unisp.raw.dng import write_dng
 from unisp.raw.io import SRGB_TO_XYZ_D65, read_raw
 from unisp.synth.camera import preset_ccm
@@ -102,11 +103,6 @@ def libraw_render(path: Path) -> torch.Tensor:
     return torch.from_numpy(rgb.astype(np.float32) / LIBRAW_MAX).permute(2, 0, 1)
 
 
-def even_crop(image: torch.Tensor) -> torch.Tensor:
-    """``image`` cut to even height and width (whole Bayer quads)."""
-    return image[:, : image.shape[1] // 2 * 2, : image.shape[2] // 2 * 2]
-
-
 def train_models(data: Path, work: Path) -> dict[str, Path]:
     """Train efficient_isp on this camera's DNGs; return ``{row name: model file}``.
 
@@ -119,7 +115,7 @@ def train_models(data: Path, work: Path) -> dict[str, Path]:
     split = split_photos(data)
     sensor = camera()
     for path in split["raw"]:
-        truth = even_crop(read_rgb(path))
+        truth = crop_to_even(read_rgb(path))
         stem = f"{path.parent.name}_{path.stem}"
         write_synthetic_dng(truth, work / "raw" / f"{stem}.dng", sensor)
         write_image(work / "rgb" / f"{stem}.png", truth)
@@ -152,7 +148,7 @@ def compare(models: dict[str, Path], photos: list[Path], work: Path) -> dict:
         seconds[row] = seconds.get(row, 0.0) + time.perf_counter() - started
 
     for photo_path in photos:
-        truth = even_crop(read_rgb(photo_path))
+        truth = crop_to_even(read_rgb(photo_path))
         dng = work / f"{photo_path.parent.name}_{photo_path.stem}.dng"
         write_synthetic_dng(truth, dng, sensor)
         frame = read_raw(dng)

@@ -37,6 +37,7 @@ from unisp.fileio import read_rgb, write_image, write_text
 from unisp.isp.orientation import apply_orientation
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
 from unisp.process import run_tiled
+from unisp.raw.bayer import crop_to_even
 from unisp.raw.io import find_raw_files, read_raw
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def demo_photos() -> tuple[Path, Path, Path]:
             write_image((folders[1] if key == "br" else folders[0]) / f"{name}_{key}.png", quarter)
     for name in RGB_PHOTOS:
         photo = photos[name]
-        write_image(folders[2] / f"{name}.png", photo[:, : photo.shape[-2] // 2 * 2, : photo.shape[-1] // 2 * 2])
+        write_image(folders[2] / f"{name}.png", crop_to_even(photo))
     return folders
 
 
