@@ -42,7 +42,7 @@ SAMPLES = {
         "layout": "headerless", "width": 1920, "height": 1080, "bits": 10, "cfa": "RGGB", "black": 0.0,
     },
 }
-#: The classical panel: ``unisp render``'s defaults (Malvar, as-shot white balance falling back to
+#: The classical panel: ``unisp render``'s defaults (AHD, as-shot white balance falling back to
 #: gray world, the file's colour matrix falling back to identity, no tone curve).
 CLASSICAL = ISPConfig()
 #: Label strip: height in pixels and colours.
@@ -66,7 +66,7 @@ def panel(image: torch.Tensor, width: int, label: str) -> np.ndarray:
 
 def renders(frame: RawFrame, models: list[Path]) -> list[tuple[str, torch.Tensor]]:
     """(label, image) of the classical render and of each model, orientation applied."""
-    out = [("classical (Malvar, gray world, no colour matrix)", render_frame(frame, CLASSICAL))]
+    out = [(f"classical ({CLASSICAL.demosaic.upper()}, gray world, no colour matrix)", render_frame(frame, CLASSICAL))]
     for path in models:
         model, header = load_model(path)
         out.append((f"{header['model']} ({path.stem})", run_tiled(model.eval(), frame)))

@@ -84,7 +84,8 @@ def test_libraw_compare_with_trained_models(scripts, data, tmp_path, monkeypatch
     # Only the held-out photos are scored once models are trained on the others.
     assert results["images"] == [f"{p.parent.name}_{p.stem}" for p in study.split_photos(data)["test"]]
     assert set(results["rows"]) == {
-        "unisp classical (bilinear)", "unisp classical (malvar)", "unisp classical (menon)", "LibRaw postprocess (AHD)",
+        "unisp classical (bilinear)", "unisp classical (malvar)", "unisp classical (ahd)", "unisp classical (menon)",
+        "LibRaw postprocess (AHD)", "LibRaw postprocess (AHD, file's white level)",
         "model stage 1", "model paired", "model unpaired",
     }
     # Noise-free colorimetric DNGs: only demosaicing and 10-bit quantisation separate a correct
@@ -94,6 +95,6 @@ def test_libraw_compare_with_trained_models(scripts, data, tmp_path, monkeypatch
                   for name in results["images"]]
     truths = [read_rgb(data / name.split("_")[0] / f"{name.split('_')[1]}.png") for name in results["images"]]
     control = evaluate_images(unbalanced, truths, results["images"], metrics=("psnr",)).means["psnr"]
-    for row in ("unisp classical (malvar)", "LibRaw postprocess (AHD)"):
+    for row in ("unisp classical (malvar)", "unisp classical (ahd)", "LibRaw postprocess (AHD, file's white level)"):
         assert results["rows"][row]["means"]["psnr"] > control + 10
     assert "PSNR − LibRaw" in (tmp_path / "out" / "results.md").read_text()

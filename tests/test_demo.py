@@ -23,7 +23,7 @@ def test_demo_writes_its_outputs(tmp_path, monkeypatch):
     record = json.loads((out / "summary.json").read_text())
     assert record["held_out"] == ["astronaut_br", "coffee_br", "motorcycle_br"]
     assert set(record["mean"]) == {
-        XHAT_ROW, "classical (bilinear)", "classical (malvar)", "classical (menon)",
+        XHAT_ROW, "classical (bilinear)", "classical (malvar)", "classical (ahd)", "classical (menon)",
         "stage 1 (efficient_isp)", "stage 2, unpaired (efficient_isp)",
     }
     assert record["sample_renders"] == ["classical", "stage1", "stage2"]

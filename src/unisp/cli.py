@@ -230,6 +230,7 @@ def convert_files(inputs: list[Path], out: Path, read: Callable, fmt, depth: int
 class Demosaic(str, Enum):
     bilinear = "bilinear"
     malvar = "malvar"
+    ahd = "ahd"
     menon = "menon"
 
 
@@ -254,7 +255,7 @@ class ImageFormat(str, Enum):
 def render(
     inputs: Annotated[list[Path], typer.Argument(help="RAW files or folders of RAW files.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    demosaic: Annotated[Demosaic, typer.Option(help="Demosaicing method.")] = Demosaic.malvar,
+    demosaic: Annotated[Demosaic, typer.Option(help="Demosaicing method (ahd: LibRaw's default method).")] = Demosaic.ahd,
     white_balance: Annotated[WhiteBalance, typer.Option(help="as_shot falls back to gray_world.")] = WhiteBalance.as_shot,
     color_matrix: Annotated[ColorMatrix, typer.Option(help="Camera→sRGB matrix source.")] = ColorMatrix.metadata,
     tone_curve: Annotated[bool, typer.Option(help="Apply the smoothstep tone curve last.")] = False,

@@ -51,7 +51,7 @@ RAW_PHOTOS = ("astronaut", "coffee", "motorcycle")
 #: ... and the disjoint photos that are the unrelated RGB side of unpaired training.
 RGB_PHOTOS = ("chelsea", "rocket")
 #: Demosaicing methods of the classical rows, cheapest first.
-DEMO_METHODS = ("bilinear", "malvar", "menon")
+DEMO_METHODS = ("bilinear", "malvar", "ahd", "menon")
 #: Row name of the paper's classical render X̂ (demosaic + white balance + gamma; the stage-1 target).
 XHAT_ROW = "classical X̂ (malvar, no colour matrix)"
 #: Metrics of the summary table (LPIPS needs downloaded weights; see docs/EVAL.md).

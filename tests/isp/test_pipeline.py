@@ -35,7 +35,7 @@ def mosaic_scene(scene: np.ndarray, cfa: str) -> np.ndarray:
     return np.take_along_axis(scene, colour[None], axis=0)[0].astype(np.uint16)
 
 
-@pytest.mark.parametrize("method", ["bilinear", "malvar", "menon"])
+@pytest.mark.parametrize("method", ["bilinear", "malvar", "ahd", "menon"])
 @pytest.mark.parametrize("cfa", PATTERNS)
 def test_flat_grey_frame_hand_computed(cfa, method):
     # Every sample 300: normalised (300 - 64) / (1023 - 64) = 236/959 in each plane. Gains (2, 1, 1.5)
@@ -50,23 +50,25 @@ def test_flat_grey_frame_hand_computed(cfa, method):
     assert torch.allclose(out, expected.view(3, 1, 1).expand(3, 6, 8), atol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["bilinear", "malvar"])
-def test_same_scene_in_every_pattern_renders_the_same(method):
+@pytest.mark.parametrize("method, margin", [("bilinear", 2), ("malvar", 2), ("ahd", 3)])
+def test_same_scene_in_every_pattern_renders_the_same(method, margin):
     # An affine scene (integer raw values, slopes differing per colour) is reproduced exactly by
-    # bilinear and Malvar away from the 2-px border whatever the pattern, so the four renders agree
-    # with each other and with the scene rendered directly: srgb(gains · (scene − black) / (white − black)).
+    # bilinear and Malvar away from the 2-px border, and by AHD (both of its candidates are exact
+    # on it) away from the 3-px border (green ±2, then colour differences ±1), whatever the
+    # pattern, so the four renders agree with each other and with the scene rendered directly:
+    # srgb(gains · (scene − black) / (white − black)).
     y, x = np.mgrid[0:12, 0:12]
     scene = np.stack([100 + 8 * y + 6 * x, 200 + 10 * y - 4 * x, 150 + 3 * y + 9 * x])
     truth = torch.from_numpy((scene - BLACK) / (WHITE - BLACK) * np.array(GAINS)[:, None, None]).float()
-    expected = srgb_encode(truth)[:, 2:-2, 2:-2]
+    expected = srgb_encode(truth)[:, margin:-margin, margin:-margin]
     config = ISPConfig(demosaic=method, color_matrix="identity")
     for cfa in PATTERNS:
         frame = RawFrame(mosaic_scene(scene, cfa), cfa, (BLACK,) * 4, WHITE, wb_gains=GAINS)
-        out = render_frame(frame, config)[:, 2:-2, 2:-2]
+        out = render_frame(frame, config)[:, margin:-margin, margin:-margin]
         assert torch.allclose(out, expected, atol=1e-5), cfa
     # Reading the RGGB mosaic as BGGR swaps red and blue sites: the render must differ clearly.
     wrong = RawFrame(mosaic_scene(scene, "RGGB"), "BGGR", (BLACK,) * 4, WHITE, wb_gains=GAINS)
-    assert (render_frame(wrong, config)[:, 2:-2, 2:-2] - expected).abs().max() > 0.05
+    assert (render_frame(wrong, config)[:, margin:-margin, margin:-margin] - expected).abs().max() > 0.05
 
 
 def test_clip_keeps_saturated_highlights_white():
@@ -101,7 +103,7 @@ def test_as_shot_falls_back_to_gray_world(caplog):
     assert not torch.equal(as_shot, render_frame(frame, ISPConfig(white_balance="none")))
 
 
-@pytest.mark.parametrize("method", ["bilinear", "malvar", "menon"])
+@pytest.mark.parametrize("method", ["bilinear", "malvar", "ahd", "menon"])
 @pytest.mark.parametrize("tone", [False, True])
 def test_render_shape_range_dtype(method, tone):
     planes = torch.rand(2, 4, 4, 5, dtype=torch.float64)
@@ -158,7 +160,7 @@ def test_training_target_is_the_papers_content_target():
 @pytest.mark.parametrize(
     "field, value, match",
     [
-        ("demosaic", "ahd", r"ISPConfig\.demosaic must be one of 'bilinear', 'malvar', 'menon', got 'ahd'"),
+        ("demosaic", "vng", r"ISPConfig\.demosaic must be one of 'bilinear', 'malvar', 'ahd', 'menon', got 'vng'"),
         ("white_balance", "auto", r"ISPConfig\.white_balance must be one of 'as_shot', 'gray_world', 'none'"),
         ("color_matrix", None, r"ISPConfig\.color_matrix must be one of 'metadata', 'identity', got None"),
         ("tone_curve", "yes", r"ISPConfig\.tone_curve must be true or false"),

@@ -359,7 +359,7 @@ def _folder_named(name: str) -> RawBuilder:
 RAW_VALID: dict[str, tuple[str, ...]] = {
     "raw-cfa-lowercase-ok": ("render", "inspect", "process"),  # CFA names are case-insensitive
     "raw-odd-size": ("render", "inspect", "process"),  # the last row/column is dropped (whole 2×2 tiles)
-    # One 2×2 tile: the learned ISP runs on one packed pixel; Malvar demosaicing needs 3×3 and refuses.
+    # One 2×2 tile: the learned ISP runs on one packed pixel; AHD (the render default) needs 3×3 and refuses.
     "raw-2x2": ("inspect", "process"),
     "npy-1x1-packed": ("inspect", "process"),
     # A DNG is decoded as its header says (LibRaw); an 8-bit DNG is legal, so a wrong BitsPerSample
@@ -488,7 +488,7 @@ CONFIG_CORPUS: dict[str, tuple[str | bytes, tuple[str, ...]]] = {
     "mode-unknown": ("mode: supervised\n", ("'mode'", "'stage1'", "'paired_no_adv'")),
     "mode-number": ("mode: 3\n", ("'mode'", "'unpaired'")),
     "layout-unknown": ("data:\n  layout: jpeg\n", ("'data.layout'", "'headerless'")),
-    "demosaic-unknown": ("target_demosaic: ahd\n", ("'target_demosaic'", "'menon'")),
+    "demosaic-unknown": ("target_demosaic: vng\n", ("'target_demosaic'", "'menon'")),
     "profile-unknown": ("losses:\n  profile: vgg\n", ("'losses.profile'", "'lite'")),
     "patch-odd": ("data:\n  patch: 31\n", ("'data.patch'",)),
     "patch-tiny": ("data:\n  patch: 2\n", ("'data.patch'",)),

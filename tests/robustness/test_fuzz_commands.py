@@ -155,7 +155,7 @@ def test_unreadable_inputs(tmp_path, good, model_file):
 
 FLAG_CASES = {
     "render-depth-12": (lambda g, m, o: ["render", g / "raw", "--out", o, "--depth", "12"], "--depth"),
-    "render-demosaic": (lambda g, m, o: ["render", g / "raw", "--out", o, "--demosaic", "ahd"], "--demosaic"),
+    "render-demosaic": (lambda g, m, o: ["render", g / "raw", "--out", o, "--demosaic", "vng"], "--demosaic"),
     "render-format": (lambda g, m, o: ["render", g / "raw", "--out", o, "--format", "jpeg"], "--format"),
     "process-depth-12": (lambda g, m, o: ["process", g / "raw", "--model", m, "--out", o, "--depth", "12"], "--depth"),
     "process-tile-0": (lambda g, m, o: ["process", g / "raw", "--model", m, "--out", o, "--tile", "0"], "--tile"),

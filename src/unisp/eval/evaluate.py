@@ -28,6 +28,7 @@ import torch
 from unisp.errors import UnispError
 from unisp.eval import metrics as M
 from unisp.fileio import list_images, read_rgb, write_text
+from unisp.isp.lab import D65_WHITE_XYZ
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def protocol_text(metrics: Sequence[str], notes: Sequence[str] = ()) -> str:
     if "delta_e2000" in metrics:
         parts.append(
             "ΔE2000: sRGB (IEC 61966-2-1) → linear → XYZ (D65) → CIELAB (white "
-            f"{', '.join(f'{v:.4f}' for v in M.D65_WHITE_XYZ)}) → CIEDE2000 (kL=kC=kH=1), mean over pixels"
+            f"{', '.join(f'{v:.4f}' for v in D65_WHITE_XYZ)}) → CIEDE2000 (kL=kC=kH=1), mean over pixels"
         )
     if "lpips_alex" in metrics:
         parts.append(

@@ -25,6 +25,7 @@ import torch
 
 from unisp.errors import UnispError
 from unisp.isp.gamma import srgb_decode
+from unisp.isp.lab import linear_rgb_to_lab
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +46,6 @@ MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 #: Smallest image side for which torchmetrics accepts all five MS-SSIM scales: it requires
 #: ``side // (scales − 1)² > window − 1``, i.e. ``side // 16 ≥ 11``.
 MS_SSIM_FULL_SCALES_MIN_SIDE = 176
-
-# --------------------------------------------------------------------------------------------
-# sRGB → CIELAB (IEC 61966-2-1:1999 and CIE 15:2004)
-# --------------------------------------------------------------------------------------------
-#: Linear sRGB → CIE XYZ (D65), the matrix printed in IEC 61966-2-1:1999, eq. (F.7).
-SRGB_TO_XYZ = (
-    (0.4124, 0.3576, 0.1805),
-    (0.2126, 0.7152, 0.0722),
-    (0.0193, 0.1192, 0.9505),
-)
-#: Reference white for CIELAB: XYZ of sRGB white (1, 1, 1), i.e. the row sums of
-#: :data:`SRGB_TO_XYZ` = D65 as IEC 61966-2-1 gives it (0.9505, 1.0000, 1.0890). Using the row
-#: sums makes every neutral grey land exactly on a* = b* = 0.
-D65_WHITE_XYZ = tuple(sum(row) for row in SRGB_TO_XYZ)
-#: CIE 15:2004, eq. 8.4-8.6: f(t) = t^(1/3) above (6/29)³, else t / (3·(6/29)²) + 4/29.
-LAB_DELTA = 6.0 / 29.0
-LAB_L_SCALE = 116.0  # L* = 116·f(Y/Yn) − 16
-LAB_L_OFFSET = 16.0
-LAB_A_SCALE = 500.0  # a* = 500·(f(X/Xn) − f(Y/Yn))
-LAB_B_SCALE = 200.0  # b* = 200·(f(Y/Yn) − f(Z/Zn))
 
 # --------------------------------------------------------------------------------------------
 # CIEDE2000 (CIE 142-2001; formulas as written in Sharma, Wu & Dalal 2005, "The CIEDE2000
@@ -228,8 +209,8 @@ def srgb_to_lab(image: torch.Tensor) -> torch.Tensor:
     """sRGB-encoded RGB in [0, 1] → CIELAB (D65 white), channels on dim −3.
 
     Pipeline: sRGB decode (IEC 61966-2-1, :func:`unisp.isp.gamma.srgb_decode`, which clamps to
-    [0, 1]) → linear RGB → XYZ with :data:`SRGB_TO_XYZ` → CIELAB relative to
-    :data:`D65_WHITE_XYZ` (CIE 15:2004).
+    [0, 1]) → :func:`unisp.isp.lab.linear_rgb_to_lab` (XYZ with IEC 61966-2-1 primaries, CIELAB relative to
+    D65, CIE 15:2004).
 
     Args:
         image: ``(..., 3, H, W)`` sRGB values.
@@ -243,19 +224,7 @@ def srgb_to_lab(image: torch.Tensor) -> torch.Tensor:
     """
     if image.dim() < 3 or image.shape[-3] != 3:
         raise UnispError(f"sRGB → Lab needs (..., 3, H, W) images, got {tuple(image.shape)}")
-    linear = srgb_decode(image)
-    matrix = torch.tensor(SRGB_TO_XYZ, dtype=image.dtype, device=image.device)
-    white = torch.tensor(D65_WHITE_XYZ, dtype=image.dtype, device=image.device)
-    xyz = torch.einsum("ij,...jhw->...ihw", matrix, linear) / white[:, None, None]
-    threshold = LAB_DELTA**3
-    f = torch.where(
-        xyz > threshold,
-        xyz.clamp_min(threshold).pow(1.0 / 3.0),
-        xyz / (3 * LAB_DELTA**2) + 4.0 / 29.0,
-    )
-    fx, fy, fz = f.unbind(-3)
-    lightness = LAB_L_SCALE * fy - LAB_L_OFFSET
-    return torch.stack([lightness, LAB_A_SCALE * (fx - fy), LAB_B_SCALE * (fy - fz)], dim=-3)
+    return linear_rgb_to_lab(srgb_decode(image))
 
 
 def ciede2000(

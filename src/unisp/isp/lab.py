@@ -1,0 +1,50 @@
+"""Linear RGB → CIELAB (IEC 61966-2-1:1999 primaries, CIE 15:2004 formulas), on tensors.
+
+Used by the ΔE2000 metric (:mod:`unisp.eval.metrics`, after decoding sRGB) and by AHD
+demosaicing's homogeneity test (:mod:`unisp.isp.demosaic`, on linear values).
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Linear sRGB → CIE XYZ (D65), the matrix printed in IEC 61966-2-1:1999, eq. (F.7).
+SRGB_TO_XYZ = (
+    (0.4124, 0.3576, 0.1805),
+    (0.2126, 0.7152, 0.0722),
+    (0.0193, 0.1192, 0.9505),
+)
+#: Reference white for CIELAB: XYZ of sRGB white (1, 1, 1), i.e. the row sums of
+#: :data:`SRGB_TO_XYZ` = D65 as IEC 61966-2-1 gives it (0.9505, 1.0000, 1.0890). Using the row
+#: sums makes every neutral grey land exactly on a* = b* = 0.
+D65_WHITE_XYZ = tuple(sum(row) for row in SRGB_TO_XYZ)
+#: CIE 15:2004, eq. 8.4-8.6: f(t) = t^(1/3) above (6/29)³, else t / (3·(6/29)²) + 4/29.
+LAB_DELTA = 6.0 / 29.0
+LAB_L_SCALE = 116.0  # L* = 116·f(Y/Yn) − 16
+LAB_L_OFFSET = 16.0
+LAB_A_SCALE = 500.0  # a* = 500·(f(X/Xn) − f(Y/Yn))
+LAB_B_SCALE = 200.0  # b* = 200·(f(Y/Yn) − f(Z/Zn))
+
+
+def linear_rgb_to_lab(linear: torch.Tensor) -> torch.Tensor:
+    """Linear sRGB-primaries RGB ``(..., 3, H, W)`` → CIELAB (D65 white), channels on dim −3.
+
+    Values outside [0, 1] are not clamped: below (6/29)³ the CIE function is linear, so negative
+    values (demosaicing overshoot) map to finite L*.
+
+    Example:
+        >>> linear_rgb_to_lab(torch.ones(3, 1, 1)).flatten()
+        tensor([100.,   0.,   0.])
+    """
+    matrix = torch.tensor(SRGB_TO_XYZ, dtype=linear.dtype, device=linear.device)
+    white = torch.tensor(D65_WHITE_XYZ, dtype=linear.dtype, device=linear.device)
+    xyz = torch.einsum("ij,...jhw->...ihw", matrix, linear) / white[:, None, None]
+    threshold = LAB_DELTA**3
+    f = torch.where(
+        xyz > threshold,
+        xyz.clamp_min(threshold).pow(1.0 / 3.0),
+        xyz / (3 * LAB_DELTA**2) + 4.0 / 29.0,
+    )
+    fx, fy, fz = f.unbind(-3)
+    lightness = LAB_L_SCALE * fy - LAB_L_OFFSET
+    return torch.stack([lightness, LAB_A_SCALE * (fx - fy), LAB_B_SCALE * (fy - fz)], dim=-3)
