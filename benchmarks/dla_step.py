@@ -41,6 +41,7 @@ from unisp.losses.backbones import build_backbones
 from unisp.losses.config import UnpairedLossConfig
 from unisp.losses.criterion import UnpairedCriterion
 from unisp.losses.dla import dla_backward, fixed_weight_backward, reference_dla_backward
+from unisp.models.base import training_forward
 from unisp.models.registry import build_model
 
 #: The issue's targets for the efficient scheme's step time.
@@ -112,7 +113,7 @@ def main() -> None:
         gen.zero_grad(set_to_none=True)
         sync()
         t0, c0 = time.perf_counter(), time.process_time()
-        fake = gen(raw)
+        fake = training_forward(gen, raw)
         with amp:
             terms, _ = criterion.generator_terms(fake, ref, real)
         terms = {k: v.float() for k, v in terms.items()}

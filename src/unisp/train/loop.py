@@ -40,7 +40,7 @@ from unisp.eval.metrics import psnr
 from unisp.fileio import list_images, read_rgb, write_text
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
 from unisp.losses.dla import dla_backward, fixed_weight_backward
-from unisp.models.base import Generator
+from unisp.models.base import Generator, training_forward
 from unisp.models.checkpoint import load_model
 from unisp.models.registry import build_model, count_parameters
 from unisp.raw.frame import RawFrame
@@ -356,7 +356,7 @@ def _train(
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             # From the step alone (so a resumed run follows the same rates), lowered by any rollback.
             set_learning_rates(g_opt, d_opts, config, guard.lr_scale * schedule_factor(config, step))
-            fake = model(batch["raw"])
+            fake = training_forward(model, batch["raw"])
             with amp:
                 terms, dbatch = objective.generator_terms(fake, batch)
             terms = {k: v.float() for k, v in terms.items()}
