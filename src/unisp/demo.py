@@ -216,7 +216,7 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     # 5. The bundled real frame.
     sample = read_raw(asset(SAMPLE_RAW))
     renders = {
-        "classical": render_frame(sample, ISPConfig(demosaic="malvar")),
+        "classical": render_frame(sample, ISPConfig()),  # `unisp render`'s defaults
         "stage1": run_tiled(stage1, sample),
         "stage2": run_tiled(stage2, sample),
     }
