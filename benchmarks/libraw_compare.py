@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import rawpy
 import torch
-from quality_study import STAGE1_LR, STAGE1_RECIPE, STAGE2_RECIPE, recipe, run_training, split_photos
+from quality_study import split_photos, train_chain
 
 from unisp.eval.evaluate import evaluate_images
 from unisp.fileio import list_images, read_rgb, write_image, write_text
@@ -133,18 +133,12 @@ def train_models(data: Path, work: Path) -> dict[str, Path]:
         write_image(work / "rgb_side" / f"{path.parent.name}_{path.stem}.png", read_rgb(path))
     common = {"model": "efficient_isp", "data.raw_dir": work / "raw", "batch_size": TRAIN_BATCH, "data.patch": TRAIN_PATCH,
               "data.samples_per_epoch": TRAIN_BATCH * 100, "tensorboard": False, "log_every": 10**6}
-    steps = TRAIN_STEPS["stage1"]
-    run_training(recipe(STAGE1_RECIPE, {**common, "steps": steps, "ckpt_every": steps, "val_every": steps, "lr": STAGE1_LR}),
-                 work / "runs" / "stage1")
-    models = {"stage 1": work / "runs" / "stage1" / "model.safetensors"}
-    steps = TRAIN_STEPS["stage2"]
-    for mode in TRAIN_MODES:
-        config = recipe(STAGE2_RECIPE, {
-            **common, "mode": mode, "init": models["stage 1"], "data.rgb_dir": work / ("rgb_side" if mode == "unpaired" else "rgb"),
-            "steps": steps, "ckpt_every": steps, "val_every": steps, "image_every": steps})
-        run_training(config, work / "runs" / mode)
-        models[mode] = work / "runs" / mode / "model.safetensors"
-    return models
+    s1, s2 = TRAIN_STEPS["stage1"], TRAIN_STEPS["stage2"]
+    runs = work / "runs"
+    train_chain(runs, common, {"steps": s1, "ckpt_every": s1, "val_every": s1},
+                {"steps": s2, "ckpt_every": s2, "val_every": s2, "image_every": s2},
+                {mode: work / ("rgb_side" if mode == "unpaired" else "rgb") for mode in TRAIN_MODES})
+    return {"stage 1": runs / "stage1" / "model.safetensors", **{m: runs / m / "model.safetensors" for m in TRAIN_MODES}}
 
 
 def compare(models: dict[str, Path], photos: list[Path], work: Path) -> dict:

@@ -201,6 +201,22 @@ def run_training(config: TrainConfig, out: Path) -> dict:
     return train(config, out)
 
 
+def train_chain(runs: Path, common: dict, stage1: dict, stage2: dict, rgb_dirs: dict[str, Path]) -> dict[str, dict]:
+    """Stage 1, then each stage-2 mode in ``rgb_dirs`` from its model; return ``{run: summary}``.
+
+    ``common`` overrides both recipes, ``stage1`` and ``stage2`` one each; ``rgb_dirs`` maps each
+    stage-2 mode to its RGB side. Runs go to ``runs/stage1`` and ``runs/MODE``; finished ones are
+    reused.
+    """
+    config = recipe(STAGE1_RECIPE, {**common, "lr": STAGE1_LR, **stage1})
+    summaries = {"stage1": run_training(config, runs / "stage1")}
+    for mode, rgb_dir in rgb_dirs.items():
+        config = recipe(STAGE2_RECIPE, {**common, **stage2, "mode": mode, "data.rgb_dir": rgb_dir,
+                                        "init": runs / "stage1" / "model.safetensors"})
+        summaries[mode] = run_training(config, runs / mode)
+    return summaries
+
+
 def test_set(folder: Path) -> tuple[list, list[torch.Tensor], list[str]]:
     files = find_raw_files(folder / "raw")
     return [read_raw(f) for f in files], [read_rgb(folder / "rgb" / f"{f.stem}.png") for f in files], [f.stem for f in files]
@@ -253,20 +269,16 @@ def study(data: Path, out: Path, size: Size, profile: str = "lite") -> dict:
                 for row, isp in CLASSICAL.items()}
         selections = {}
         val = {"data.val_dir": test_dir / "raw", "data.val_rgb_dir": test_dir / "rgb", "data.val_max_images": len(frames)}
+        rgb_dirs = {mode: folders["rgb_side"] if mode == "unpaired" else train_dir / "rgb" for mode in STAGE2_MODES}
         for gen in generators:
             runs = out / "runs" / cam / gen
-            stage1 = recipe(STAGE1_RECIPE, {**common, **val, "model": gen, "data.raw_dir": train_dir / "raw",
-                                            "steps": size.stage1_steps, "ckpt_every": size.stage1_steps, "lr": STAGE1_LR,
-                                            "val_every": size.stage1_steps})
-            summaries = {"stage1": run_training(stage1, runs / "stage1")}
-            for mode in STAGE2_MODES:
-                rgb_dir = folders["rgb_side"] if mode == "unpaired" else train_dir / "rgb"
-                config = recipe(STAGE2_RECIPE, {
-                    **common, **val, "mode": mode, "model": gen, "init": runs / "stage1" / "model.safetensors",
-                    "data.raw_dir": train_dir / "raw", "data.rgb_dir": rgb_dir, "steps": size.stage2_steps,
-                    "ckpt_every": steps_per_ckpt, "val_every": size.stage2_steps, "image_every": size.stage2_steps,
-                })
-                summaries[mode] = run_training(config, runs / mode)
+            summaries = train_chain(
+                runs, {**common, **val, "model": gen, "data.raw_dir": train_dir / "raw"},
+                {"steps": size.stage1_steps, "ckpt_every": size.stage1_steps, "val_every": size.stage1_steps},
+                {"steps": size.stage2_steps, "ckpt_every": steps_per_ckpt, "val_every": size.stage2_steps,
+                 "image_every": size.stage2_steps},
+                rgb_dirs,
+            )
             for mode, summary in summaries.items():
                 outputs = model_outputs(runs / mode / "model.safetensors", frames)
                 rows.setdefault(mode, {})[gen] = {**score(outputs, truths, names), "seconds": summary["seconds"]}
