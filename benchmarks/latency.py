@@ -16,8 +16,9 @@ demosaicing, its default), so both sides start from the same file:
   measured in the same run;
 * an int8 ONNX export calibrated on the DNG itself (``--no-int8`` leaves it out): its latency in
   ONNX Runtime and its parity PSNR against PyTorch fp32 (from the export's parity report);
-* LibRaw: ``rawpy.imread`` + ``postprocess()`` per megapixel, and unisp's own read + pack +
-  normalise of the DNG (the learned ISP's input side);
+* LibRaw: ``rawpy.imread`` + ``postprocess()`` per megapixel, unisp's own read + pack +
+  normalise of the DNG (the learned ISP's input side), and unisp's classical render of it
+  (``unisp render``'s defaults, AHD);
 * the issue's goals at 12 MP, each marked met or not.
 
 The timing does not depend on the weights; the default model is a randomly initialised
@@ -53,6 +54,7 @@ from unisp.export.latency import (
     parse_size,
     run_latency,
 )
+from unisp.isp.pipeline import render_frame
 from unisp.raw.bayer import CFA
 from unisp.raw.dng import write_dng
 from unisp.raw.io import read_raw
@@ -129,6 +131,7 @@ def main() -> None:
                 return raw.postprocess(demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD)
 
         libraw_s = median_seconds(libraw_render, args.libraw_repeats)
+        classical_s = median_seconds(lambda: render_frame(read_raw(dng)), args.libraw_repeats)
 
         report = run_latency(
             model, height=height, width=width, repeats=args.repeats, threads=threads, packed=packed,
@@ -150,6 +153,8 @@ def main() -> None:
     print(f"LibRaw {'.'.join(map(str, rawpy.libraw_version))} AHD (rawpy.imread + postprocess, 8-bit sRGB): {libraw_s * 1e3:.0f} ms "
           f"= {libraw_s * 1e3 / mp:.1f} ms per MP (median of {args.libraw_repeats})")
     print(f"unisp read + pack + normalise of the same DNG: {read_s * 1e3:.0f} ms = {read_s * 1e3 / mp:.1f} ms per MP")
+    print(f"unisp classical render of the same DNG (read + `unisp render`'s defaults: AHD, as-shot white balance, "
+          f"the file's matrix, sRGB curve; float32): {classical_s * 1e3:.0f} ms = {classical_s * 1e3 / mp:.1f} ms per MP")
     print()
     print(goals(report, int8, libraw_s, mp))
 

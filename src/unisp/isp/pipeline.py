@@ -12,6 +12,8 @@ Stages, in order (the forward direction of Brooks et al.'s unprocessing, CVPR 20
 
 Black-level correction (BLC) comes before :func:`render`: it takes planes already normalised
 to [0, 1] (see :func:`unisp.isp.blc.normalize`); :func:`render_frame` does it from a RawFrame.
+Tall images go through steps 1–6 in overlapping bands of rows (:data:`RENDER_BAND_ROWS`), with
+the same result as one pass; gray-world gains are measured on the whole image first.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from torch import nn
 from unisp.errors import ConfigError
 from unisp.isp.awb import apply_white_balance, gray_world_gains
 from unisp.isp.blc import normalize
+from unisp.isp.bands import map_row_bands
 from unisp.isp.ccm import apply_ccm
-from unisp.isp.demosaic import DemosaicMethod, demosaic
+from unisp.isp.demosaic import DEMOSAIC_REACH, DemosaicMethod, demosaic
 from unisp.isp.gamma import srgb_encode
 from unisp.isp.tone import tone_curve as smoothstep
 from unisp.raw.bayer import CFA, unpack
@@ -80,6 +83,12 @@ class ISPConfig:
                 raise ConfigError(f"ISPConfig.{name} must be true or false, got {value!r}")
 
 
+#: Packed rows (twice as many image rows) per band of :func:`render`. The stages are cheap per
+#: pixel and memory-bound on a CPU; in bands the planes stay in cache. 12 MP on 2 cores
+#: (2026-11-25, median of 5): Malvar 0.36 s in bands of 32 against 1.13 s in one pass (16: 0.45,
+#: 64: 0.45, 128: 0.51 s); AHD, already banded inside, 1.1 s against 1.3 s.
+RENDER_BAND_ROWS = 32
+
 #: The content target of training. The paper's target is "demosaic + white balance + gamma" with
 #: no colour matrix. Malvar rather than bilinear: it is as differentiable (four fixed 5×5
 #: convolutions, a few extra multiply-adds per pixel) and clearly closer to the true image
@@ -113,16 +122,25 @@ def render(
         if config.white_balance == "as_shot":
             log.info("no as-shot white balance given: using gray world")
         wb_gains = gray_world_gains(planes)
-    if config.white_balance != "none":
-        planes = apply_white_balance(planes, wb_gains)
-    if config.clip:
-        planes = planes.clamp(0.0, 1.0)
-    mosaic = unpack(planes, cfa).unsqueeze(1)
-    rgb = demosaic(mosaic, cfa, config.demosaic)
-    if config.color_matrix == "metadata":
-        rgb = apply_ccm(rgb, cam_to_srgb)
-    out = srgb_encode(rgb.clamp(0.0, 1.0))
-    return smoothstep(out) if config.tone_curve else out
+
+    def stages(planes: torch.Tensor) -> torch.Tensor:
+        if config.white_balance != "none":
+            planes = apply_white_balance(planes, wb_gains)
+        if config.clip:
+            planes = planes.clamp(0.0, 1.0)
+        mosaic = unpack(planes, cfa).unsqueeze(1)
+        rgb = demosaic(mosaic, cfa, config.demosaic)
+        if config.color_matrix == "metadata":
+            rgb = apply_ccm(rgb, cam_to_srgb)
+        out = srgb_encode(rgb.clamp(0.0, 1.0))
+        return smoothstep(out) if config.tone_curve else out
+
+    # Every stage but demosaicing is per pixel, so bands of packed rows overlapping by the
+    # demosaicer's reach (in packed rows, rounded up) give the one-pass result.
+    if config.demosaic not in DEMOSAIC_REACH:
+        return stages(planes)
+    halo = -(-DEMOSAIC_REACH[config.demosaic] // 2)
+    return map_row_bands(stages, planes, RENDER_BAND_ROWS, halo, scale=2)
 
 
 def render_frame(frame: RawFrame, config: ISPConfig = ISPConfig(), device: torch.device | str | None = None) -> torch.Tensor:
