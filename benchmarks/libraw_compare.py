@@ -183,8 +183,8 @@ def compare(models: dict[str, Path], photos: list[Path], work: Path) -> dict:
 
 def to_markdown(results: dict) -> str:
     libraw, white = (results["rows"][row]["means"]["psnr"] for row in (LIBRAW_DEFAULT, LIBRAW_WHITE))
-    lines = ["| render | PSNR (dB) | Kodak24 | McMaster | ΔE2000 | PSNR − LibRaw (dB) | PSNR − LibRaw, file's white level (dB) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| render | PSNR (dB) | Kodak24 | McMaster | ΔE2000 | PSNR − LibRaw (dB) "
+             "| PSNR − LibRaw, file's white level (dB) |", "|---|---|---|---|---|---|---|"]
     for row, r in results["rows"].items():
         m, d = r["means"], r["per_dataset_psnr"]
         lines.append(f"| {row} | {m['psnr']:.2f} | {d['kodak24']:.2f} | {d['mcmaster']:.2f} | "

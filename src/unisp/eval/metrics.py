@@ -209,8 +209,8 @@ def srgb_to_lab(image: torch.Tensor) -> torch.Tensor:
     """sRGB-encoded RGB in [0, 1] → CIELAB (D65 white), channels on dim −3.
 
     Pipeline: sRGB decode (IEC 61966-2-1, :func:`unisp.isp.gamma.srgb_decode`, which clamps to
-    [0, 1]) → :func:`unisp.isp.lab.linear_rgb_to_lab` (XYZ with IEC 61966-2-1 primaries, CIELAB relative to
-    D65, CIE 15:2004).
+    [0, 1]) → :func:`unisp.isp.lab.linear_rgb_to_lab` (XYZ with the IEC 61966-2-1 primaries,
+    CIELAB relative to D65, CIE 15:2004).
 
     Args:
         image: ``(..., 3, H, W)`` sRGB values.

@@ -14,10 +14,10 @@
 
 The torch methods are batched and run on the input's device and dtype. Bilinear and Malvar are
 plain convolutions; AHD's per-pixel choice of direction is piecewise constant, so its gradient
-flows through the chosen interpolation (as through a max). Borders use reflect padding (mirror about the edge sample, without
-repeating it): it keeps the CFA phase (row ``-1`` mirrors row ``1``, same parity), so a border
-pixel is interpolated from samples of the right colour, and a constant-colour image comes back
-exactly everywhere. ``colour_demosaicing`` uses SciPy's ``mode="mirror"``, the same padding.
+flows through the chosen interpolation (as through a max). Borders use reflect padding (mirror
+about the edge sample, without repeating it): it keeps the CFA phase (row ``-1`` mirrors row
+``1``, same parity), so a border pixel is interpolated from samples of the right colour, and a
+constant-colour image comes back exactly everywhere. ``colour_demosaicing`` uses SciPy's ``mode="mirror"``, the same padding.
 Every method returns the measured samples unchanged.
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 import unittest.mock
 import warnings
 from typing import Literal, get_args
@@ -127,7 +128,7 @@ def demosaic_malvar(mosaic: torch.Tensor, cfa: CFA | str) -> torch.Tensor:
     return torch.stack([red, green, blue], dim=1)
 
 
-def _neighbours(t: torch.Tensor, pad: int):
+def _neighbours(t: torch.Tensor, pad: int) -> Callable[[int, int], torch.Tensor]:
     """``at(dy, dx)``: ``t`` shifted so that ``at(dy, dx)[..., y, x] == t[..., y + dy, x + dx]``.
 
     Outside the image the values are reflect-padded, which keeps the CFA phase (see the module
@@ -222,7 +223,7 @@ def _ahd_homogeneity(candidates: list[torch.Tensor]) -> list[torch.Tensor]:
 DEMOSAIC_REACH = {"bilinear": 1, "malvar": 2, "ahd": 5}
 #: AHD's bands overlap by its reach rounded up to even, so that every band starts on the
 #: mosaic's CFA phase.
-AHD_HALO = 6
+AHD_HALO = DEMOSAIC_REACH["ahd"] + DEMOSAIC_REACH["ahd"] % 2
 #: Rows per band. AHD keeps about 30 planes alive; in bands of 64 rows a 4000-pixel-wide image's
 #: planes stay in cache: on a 2-core CPU a 12 MP mosaic took 0.87 s instead of 6.4 s in one pass,
 #: with 0.5 instead of 1.8 GB above the input (measured 2026-11-25; docs/ISP.md).
@@ -240,7 +241,7 @@ def _ahd(mosaic: torch.Tensor, cfa: CFA | str) -> torch.Tensor:
 
 
 def demosaic_ahd(mosaic: torch.Tensor, cfa: CFA | str) -> torch.Tensor:
-    """Adaptive homogeneity-directed demosaicing (Hirakawa & Parks 2005, as LibRaw) of ``(B, 1, H, W)`` → ``(B, 3, H, W)``.
+    """AHD demosaicing (Hirakawa & Parks 2005, as LibRaw) of ``(B, 1, H, W)`` → ``(B, 3, H, W)``.
 
     Two full-colour candidates, interpolated along rows and along columns; each pixel takes the
     candidate whose 3×3 neighbourhood is more homogeneous in CIELAB, or their mean on a tie.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -139,7 +140,7 @@ def render(
     # demosaicer's reach (in packed rows, rounded up) give the one-pass result.
     if config.demosaic not in DEMOSAIC_REACH:
         return stages(planes)
-    halo = -(-DEMOSAIC_REACH[config.demosaic] // 2)
+    halo = math.ceil(DEMOSAIC_REACH[config.demosaic] / 2)
     return map_row_bands(stages, planes, RENDER_BAND_ROWS, halo, scale=2)
 
 
