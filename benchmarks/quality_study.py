@@ -9,10 +9,11 @@ the unpaired row learns the look from). RAW files are made with ``unisp synth``'
 camera (another colour matrix, other gains and noise) repeats the efficient_isp rows to check
 that the recipe does not depend on one camera.
 
-Rows, for each generator: two classical renders (the same for every generator): the paper's X̂
+Rows, for each generator: three classical renders (the same for every generator): the paper's X̂
 (demosaic + as-shot white balance + sRGB curve, no colour matrix: the stage-1 target, which is
-what the unpaired-training issue calls "the classical render") and ``unisp render``'s defaults
-(Malvar, as-shot white balance, the file's colour matrix, no tone curve: full metadata); stage 1
+what the unpaired-training issue calls "the classical render") and the full-metadata render
+(as-shot white balance, the file's colour matrix, no tone curve) with Malvar and with AHD
+(``unisp render``'s defaults); stage 1
 (``configs/stage1.yaml``), then from the stage-1 model: paired, paired without adversarial terms
 and unpaired (all three ``configs/demo.yaml``, the short-run adaptation of the paper's recipe,
 with ``mode=`` set), on the ``lite`` backbones. Columns: PSNR, SSIM, MS-SSIM, ΔE2000 (LPIPS when
@@ -76,13 +77,14 @@ GENERATORS = ("efficient_isp", "robust_isp", "rmfa_tiny")
 STAGE1_RECIPE = ROOT / "configs" / "stage1.yaml"
 STAGE2_RECIPE = ROOT / "configs" / "demo.yaml"
 STAGE2_MODES = ("paired", "paired_no_adv", "unpaired")
-ROW_NAMES = {"classical_xhat": "classical X̂ (stage-1 target)", "classical": "classical, full metadata",
+ROW_NAMES = {"classical_xhat": "classical X̂ (stage-1 target)", "classical": "classical, full metadata (Malvar)",
+             "classical_ahd": "classical, full metadata (AHD, `unisp render`'s default)",
              "stage1": "stage 1", "paired": "paired", "paired_no_adv": "paired w/o adversarial",
              "unpaired": "unpaired (this paper)"}
-#: The classical rows: the paper's X̂ (the stage-1 target), and the full-metadata render with the
-#: Malvar demosaicing it was measured with in docs/RESULTS.md (``unisp render``'s default until
-#: 2026-11-25; the default is now AHD, 2.2 dB higher on noise-free DNGs, see libraw_compare.py).
-CLASSICAL = {"classical_xhat": TRAINING_TARGET, "classical": ISPConfig(demosaic="malvar")}
+#: The classical rows: the paper's X̂ (the stage-1 target), and the full-metadata render with
+#: Malvar (``unisp render``'s default until 2026-11-25, the row the target table compares with)
+#: and with AHD (the default since; 2.2 dB above Malvar on noise-free DNGs, libraw_compare.py).
+CLASSICAL = {"classical_xhat": TRAINING_TARGET, "classical": ISPConfig(demosaic="malvar"), "classical_ahd": ISPConfig()}
 #: Brooks et al.'s read-noise line log(read) = 2.18·log(shot) + 1.20 (unisp.synth.camera), without
 #: its random scatter, gives each camera's read noise from its shot noise.
 READ_SLOPE, READ_INTERCEPT = 2.18, 1.20

@@ -61,7 +61,7 @@ def test_quality_study_tiny(scripts, data, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["cameras"]) == set(study.CAMERAS)
     rows = results["cameras"]["A"]["rows"]
-    assert list(rows) == ["classical_xhat", "classical", "stage1", "paired", "paired_no_adv", "unpaired"]
+    assert list(rows) == ["classical_xhat", "classical", "classical_ahd", "stage1", "paired", "paired_no_adv", "unpaired"]
     assert set(rows["unpaired"]) == set(study.GENERATORS) and set(rows["classical"]) == {"any"}
     assert set(results["cameras"]["B"]["rows"]["unpaired"]) == {"efficient_isp"}
     for selection in results["cameras"]["A"]["selection"].values():
