@@ -225,3 +225,18 @@ def test_rmfa_kwargs_round_trip():
     assert model.model_kwargs == {"num_blocks": 1, "width": 8, "fill": 1.0}
     assert len(model.rmfa_blocks) == 1
     assert F.mse_loss(model(torch.rand(1, 4, 4, 4)), torch.zeros(1, 3, 8, 8)) >= 0
+
+
+@pytest.mark.parametrize("name", ["efficient_isp", "robust_isp"])
+def test_every_output_channel_starts_alive(name):
+    # The last ReLU passes no gradient to a channel that is negative everywhere, so such a channel
+    # would stay black for good. With PyTorch's default bias init, 13 of these 20 seeds start
+    # efficient_isp with at least one such channel and 19 robust_isp (measured on this input,
+    # before the change); the mid-range output bias leaves none.
+    x = torch.rand(4, 4, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.5
+    for seed in range(20):
+        torch.manual_seed(seed)
+        model = build_model(name)
+        with torch.no_grad():
+            pre = model.conv3(model.act2(model.conv2(model.act1(model.conv1(x)))))
+        assert (pre.amax(dim=(0, 2, 3)) > 0).all(), seed
