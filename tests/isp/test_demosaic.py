@@ -1,4 +1,4 @@
-"""Demosaicing: shapes, exact reconstructions, agreement with colour_demosaicing, gradients."""
+"""Demosaicing: shapes, exact reconstructions, agreement with colour_demosaicing and LibRaw, gradients."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import importlib
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from unisp.errors import ConfigError, RawFormatError
 from unisp.fileio import read_rgb
 from unisp.isp.demosaic import DEMOSAIC_METHODS, demosaic
-from unisp.raw.bayer import site_masks
-from unisp.raw.bayer import CFA, colour_masks
+from unisp.isp.lab import SRGB_TO_XYZ
+from unisp.raw.bayer import CFA, colour_masks, site_masks
+from unisp.raw.dng import write_dng
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 PATTERNS = [c.value for c in CFA]
@@ -170,7 +172,7 @@ def test_ahd_bands_give_the_same_result_as_one_pass(height, monkeypatch):
     assert torch.equal(demosaic(mosaic, "GBRG", "ahd"), whole)
 
 
-def test_ahd_matches_libraw():
+def test_ahd_matches_libraw(tmp_path):
     # LibRaw's AHD (rawpy's postprocess with AHD, camera-space output, no white balance, linear)
     # on a DNG of a linearised 256×256 kodim19 crop. The DNG's colour matrix makes the camera
     # sRGB, so LibRaw's CIELAB uses the primaries ours does. Measured: 61 dB between the two in
@@ -180,14 +182,9 @@ def test_ahd_matches_libraw():
     path = DATA / "kodak24" / "kodim19.png"
     if not path.is_file():
         pytest.skip("shared data (kodak24) not available")
-    import numpy as np
-
-    from unisp.isp.lab import SRGB_TO_XYZ
-    from unisp.raw.dng import write_dng
-
     linear = read_rgb(path)[:, :256, :256].double() ** 2.2
     samples = np.round(mosaic_of(linear, "RGGB")[0, 0].numpy() * 65535).astype(np.uint16)
-    dng = Path(pytest.importorskip("tempfile").mkdtemp()) / "kodim19.dng"
+    dng = tmp_path / "kodim19.dng"
     write_dng(dng, samples, "RGGB", black_level=0, white_level=65535, as_shot_neutral=[1, 1, 1],
               color_matrix=np.linalg.inv(np.array(SRGB_TO_XYZ)))
     with rawpy.imread(str(dng)) as raw:
