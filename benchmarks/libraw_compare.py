@@ -6,7 +6,7 @@ mosaic, written as a DNG with full metadata (:func:`unisp.raw.dng.write_dng`: bl
 levels, ColorMatrix1 for D65, AsShotNeutral). The same DNG is then rendered by
 
 - unisp's classical pipeline, read back through LibRaw like any camera file (``unisp render``'s
-  settings: as-shot white balance, the file's colour matrix, sRGB curve; Malvar, and the other
+  settings: as-shot white balance, the file's colour matrix, sRGB curve; AHD, and the other
   demosaicing methods for reference);
 - LibRaw's ``postprocess()`` (rawpy): camera white balance, sRGB output, AHD, no auto-brightening,
   the sRGB curve (gamma 2.4, toe slope 12.92), 16-bit output; once with LibRaw's default white

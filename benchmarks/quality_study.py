@@ -24,8 +24,8 @@ uses the ground truth): their gap, ≥ 0 by construction.
 
 Usage:
     python benchmarks/quality_study.py --tiny  --out study-tiny     # ~30 s: checks the code path only
-    python benchmarks/quality_study.py --quick --out study-quick    # 18 min on 2 CPU cores (measured)
-    python benchmarks/quality_study.py --out study                  # the full study, 53 min on 2 CPU cores (measured)
+    python benchmarks/quality_study.py --quick --out study-quick    # 16–18 min on 2 CPU cores (measured)
+    python benchmarks/quality_study.py --out study                  # the full study, 41–53 min on 2 CPU cores (measured)
 
 A finished run folder (its summary.json) is reused, so an interrupted study continues where it
 stopped when run again with the same --out.
@@ -131,8 +131,9 @@ class Size:
 
 
 #: Batch 8 × 128² patches as configs/demo.yaml (the short-run recipe). Stage-2 lengths around the
-#: demo's 300 steps. Measured on 2 cores: --quick 1,105 s end to end (2026-11-24); --full 3,176 s
-#: (2026-11-25, part of it beside other jobs), within the issue's 2-hour CPU budget.
+#: demo's 300 steps. Measured on 2 cores: --quick 1,105 s end to end (2026-11-24) and 982 s
+#: (2026-11-25, channels-last generator); --full 3,176 s (2026-11-25, part of it beside other
+#: jobs) and 2,476 s (rerun the same day), within the issue's 2-hour CPU budget.
 SIZES = {
     "tiny": Size(3, 2, 96, 4, 2, 2, 2, 32, GENERATORS, ("efficient_isp",)),
     "quick": Size(None, None, None, 800, 150, 3, 8, 128, GENERATORS, ("efficient_isp",)),

@@ -53,7 +53,7 @@ RGB_PHOTOS = ("chelsea", "rocket")
 #: Demosaicing methods of the classical rows, cheapest first.
 DEMO_METHODS = ("bilinear", "malvar", "ahd", "menon")
 #: Row name of the paper's classical render X̂ (demosaic + white balance + gamma; the stage-1 target).
-XHAT_ROW = "classical X̂ (malvar, no colour matrix)"
+XHAT_ROW = f"classical X̂ ({TRAINING_TARGET.demosaic}, no colour matrix)"
 #: Metrics of the summary table (LPIPS needs downloaded weights; see docs/EVAL.md).
 DEMO_METRICS = ("psnr", "ssim", "delta_e2000")
 #: Environment variable that moves the cache of generated demo inputs (default ~/.cache/unisp).

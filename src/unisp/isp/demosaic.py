@@ -173,7 +173,7 @@ def _ahd_candidates(x: torch.Tensor, masks: torch.Tensor) -> list[torch.Tensor]:
     return candidates
 
 
-def _pair_distances(lab: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair_distances(lab: torch.Tensor, dim: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """L* distance and squared a*b* distance to the previous and to the next neighbour along ``dim`` (negative).
 
     Each pair's distance is computed once and serves both pixels. Reflect padding makes the
@@ -181,15 +181,11 @@ def _pair_distances(lab: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Te
     its only pair.
     """
     d = lab.diff(dim=dim)
-    light, chroma = d[:, 0].abs(), d[:, 1].square() + d[:, 2].square()
-    out = []
-    for t in (light, chroma):
-        n = t.shape[dim]
-        previous = torch.cat([t.narrow(dim, 0, 1), t], dim=dim)  # pixel i: pair (i − 1, i)
-        following = torch.cat([t, t.narrow(dim, n - 1, 1)], dim=dim)  # pixel i: pair (i, i + 1)
-        out.append((previous, following))
-    (l_prev, l_next), (ab_prev, ab_next) = out
-    return (l_prev, ab_prev), (l_next, ab_next)
+    pairs = torch.stack([d[:, 0].abs(), d[:, 1].square() + d[:, 2].square()], dim=1)  # (L*, a*b*²) per pair
+    n = pairs.shape[dim]
+    previous = torch.cat([pairs.narrow(dim, 0, 1), pairs], dim=dim)  # pixel i: pair (i − 1, i)
+    following = torch.cat([pairs, pairs.narrow(dim, n - 1, 1)], dim=dim)  # pixel i: pair (i, i + 1)
+    return previous.unbind(1), following.unbind(1)
 
 
 def _ahd_homogeneity(candidates: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -19,8 +19,8 @@ UPSCALE = 2
 #: Initial bias of the last convolution: mid-range of sRGB, so that every output channel starts
 #: in the active region of the final ReLU. With PyTorch's default bias init (±1/√108 ≈ ±0.096)
 #: 13 of seeds 0–19 started efficient_isp, and 19 robust_isp, with an output channel whose input
-#: to the ReLU is negative everywhere (tests/models: test_every_output_channel_starts_alive); the ReLU then passes it no gradient and that colour at that 2×2 tile position stays
-#: black for good. Seen in the demo's stage 1 (seed 1: 18.5 dB, the blue of one tile position
+#: to the ReLU is negative everywhere (tests/models: test_every_output_channel_starts_alive); the
+#: ReLU then passes it no gradient and that colour at that 2×2 tile position stays black for good. Seen in the demo's stage 1 (seed 1: 18.5 dB, the blue of one tile position
 #: dead). Stage 1 of the demo over seeds 0–5 (2026-11-25): default init 18.53–22.46 dB (mean
 #: 21.61); 0.5: 21.79–22.87 dB (mean 22.28); 0.25: 21.22–23.08 (mean 22.06).
 OUTPUT_BIAS_INIT = 0.5
