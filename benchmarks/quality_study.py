@@ -26,6 +26,7 @@ Usage:
     python benchmarks/quality_study.py --tiny  --out study-tiny     # ~30 s: checks the code path only
     python benchmarks/quality_study.py --quick --out study-quick    # 16–18 min on 2 CPU cores (measured)
     python benchmarks/quality_study.py --out study                  # the full study, 41–53 min on 2 CPU cores (measured)
+    python benchmarks/quality_study.py --out study-seed1 --seed 1   # the same with another training seed
 
 A finished run folder (its summary.json) is reused, so an interrupted study continues where it
 stopped when run again with the same --out.
@@ -256,11 +257,11 @@ def selection(run: Path, rgb_side: Path, test: Path, frames: list, truths: list[
     }
 
 
-def study(data: Path, out: Path, size: Size, profile: str = "lite") -> dict:
+def study(data: Path, out: Path, size: Size, profile: str = "lite", seed: int = 0) -> dict:
     folders = prepare(data, out / "data", size)
     steps_per_ckpt = max(1, size.stage2_steps // size.checkpoints)
     common = {"batch_size": size.batch, "data.patch": size.patch, "data.samples_per_epoch": size.batch * 100,
-              "tensorboard": False, "losses.profile": profile, "log_every": 10**6}
+              "tensorboard": False, "losses.profile": profile, "log_every": 10**6, "seed": seed}
     results: dict = {"cameras": {}}
     for cam in CAMERAS:
         generators = size.generators if cam == "A" else size.second_camera
@@ -333,13 +334,15 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--tiny", action="store_const", dest="size", const="tiny", help="~30 s: checks the code path only")
     parser.add_argument("--profile", default="lite", choices=("lite", "paper"),
                         help="backbones of the stage-2 losses (paper: on a GPU, with its weights present)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed of every run (initialisation, patch sampling); the data stay the same")
     args = parser.parse_args(argv)
     size_name = args.size or "full"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
-    results = study(args.data, args.out, SIZES[size_name], args.profile)
+    results = study(args.data, args.out, SIZES[size_name], args.profile, args.seed)
     results.update({
-        "size": size_name, "profile": args.profile, "settings": dataclasses.asdict(SIZES[size_name]),
+        "size": size_name, "profile": args.profile, "seed": args.seed, "settings": dataclasses.asdict(SIZES[size_name]),
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor()}".strip(),
         "threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from unisp.cli import app
 from unisp.errors import UnispError
 from unisp.eval.select import (
+    LOG_FLOOR_FRACTION,
     Candidate,
     find_checkpoints,
     frechet_distance,
@@ -154,18 +156,50 @@ def test_structure_term_ignores_brightness_and_contrast():
 # ------------------------------------------------------------------ ranking
 
 
-def test_rank_normalises_and_sorts():
-    a = Candidate("a", 1, {"feature": 1.0, "colour": 10.0, "content": 0.5})
-    b = Candidate("b", 2, {"feature": 3.0, "colour": 0.0, "content": 0.5})
-    c = Candidate("c", 3, {"feature": 2.0, "colour": 5.0, "content": 0.5})
+def test_rank_scores_by_log_ratio_to_the_best():
+    a = Candidate("a", 1, {"feature": 1.0, "colour": 4.0, "content": 0.5})
+    b = Candidate("b", 2, {"feature": 4.0, "colour": 1.0, "content": 0.5})
+    c = Candidate("c", 3, {"feature": 2.0, "colour": 2.0, "content": 0.5})
     ranked = rank([a, b, c])
-    # feature → (0, 1, 0.5), colour → (1, 0, 0.5), content equal → 0: scores 1, 1, 1; stable order.
-    assert [x.score for x in ranked] == pytest.approx([1.0, 1.0, 1.0])
-    assert [x.name for x in ranked] == ["a", "b", "c"]
+    # feature → log(1, 4, 2), colour → log(4, 1, 2), content equal → 0: every score is log 4.
+    assert [x.score for x in ranked] == pytest.approx([math.log(4)] * 3)
+    assert [x.name for x in ranked] == ["a", "b", "c"]  # ties keep the input order
+    assert b.normalised == pytest.approx({"feature": math.log(4), "colour": 0.0, "content": 0.0})
     ranked = rank([a, b, c], {"feature": 2.0, "colour": 1.0})
-    assert [x.name for x in ranked] == ["a", "c", "b"]  # 1, 1.5, 2
+    assert [x.name for x in ranked] == ["a", "c", "b"]  # log 4, 3 log 2, 2 log 4
     with pytest.raises(UnispError, match="unknown score term"):
         rank([a], {"sharpness": 1.0})
+
+
+def test_rank_ignores_units_and_other_checkpoints():
+    def fresh(rows):
+        return [Candidate(n, i, dict(zip(("feature", "colour", "content"), d, strict=True))) for i, (n, d) in enumerate(rows)]
+
+    rows = [("a", (1.0, 3.0, 0.1)), ("b", (3.0, 1.0, 0.1)), ("c", (1.5, 1.8, 0.1))]
+    order = [x.name for x in rank(fresh(rows))]
+    assert order == ["c", "a", "b"]  # log 2.7 < log 3 = log 3
+    # Rescaling a term (other units) leaves the order alone (min–max normalisation does too) ...
+    scaled = [(n, (f * 1000, col / 7, con)) for n, (f, col, con) in rows]
+    assert [x.name for x in rank(fresh(scaled))] == order
+    # ... and so does another checkpoint. Min–max would reorder: with d the colour range becomes
+    # 1–9 and scores a 0.25, c 0.35, b 1.
+    extra = [x.name for x in rank(fresh([*rows, ("d", (1.2, 9.0, 0.1))]))]
+    assert extra == [*order, "d"]
+
+
+def test_rank_floors_zero_and_negative_distances():
+    # KID's unbiased estimate can be ≤ 0: those count as the floor, 1/1000 of the largest value.
+    a = Candidate("a", 1, {"feature": -0.5, "colour": 1.0, "content": 0.1})
+    b = Candidate("b", 2, {"feature": 2.0, "colour": 1.0, "content": 0.1})
+    c = Candidate("c", 3, {"feature": 0.0, "colour": 1.0, "content": 0.1})
+    ranked = rank([a, b, c])
+    assert all(math.isfinite(x.score) for x in ranked)
+    assert a.normalised["feature"] == c.normalised["feature"] == 0.0
+    assert b.normalised["feature"] == pytest.approx(math.log(2.0 / (LOG_FLOOR_FRACTION * 2.0)))
+    # A term that is never positive is left out.
+    d = Candidate("d", 4, {"feature": -1.0, "colour": 0.0, "content": 0.1})
+    e = Candidate("e", 5, {"feature": -2.0, "colour": 0.0, "content": 0.2})
+    assert [x.name for x in rank([e, d])] == ["d", "e"] and d.normalised["feature"] == e.normalised["feature"] == 0.0
 
 
 # ------------------------------------------------------------------ known answers, end to end
