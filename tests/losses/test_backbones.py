@@ -113,6 +113,16 @@ def test_lite_shapes_and_spec(fixture, request):
     assert tokens.shape == (1, 7 * 7, LITE_SPEC.colour_dim)
 
 
+def test_content_and_texture_is_both_views_in_one_pass(any_backbones):
+    # lite runs stages 1, 3, 4 of one trunk pass (the content view continues the texture trunk);
+    # paper keeps its two networks. Either way the three maps equal the separate views exactly.
+    x = torch.rand(2, 3, 64, 64)
+    content, low, high = any_backbones.content_and_texture(x)
+    torch.testing.assert_close(content, any_backbones.content_features(x), rtol=0, atol=0)
+    for joint, alone in zip((low, high), any_backbones.texture_features(x), strict=True):
+        torch.testing.assert_close(joint, alone, rtol=0, atol=0)
+
+
 def test_paper_random_init_shapes_and_spec(paper_random):
     assert paper_random.spec == PAPER_SPEC
     assert paper_random.profile == "paper" and paper_random.description == "paper (random-initialised)"

@@ -223,6 +223,14 @@ class FrozenBackbones(nn.Module):
         """The (low, high) texture maps of RGB ``(B, 3, H, W)`` in [0, 1]."""
         raise NotImplementedError
 
+    def content_and_texture(self, rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(content, low, high)``: :meth:`content_features` and :meth:`texture_features` of one input.
+
+        The generator's output goes through both views as the same grayscale image; a profile
+        whose views share layers (``lite``) overrides this to run them once.
+        """
+        return (self.content_features(rgb), *self.texture_features(rgb))
+
 
 class PaperBackbones(FrozenBackbones):
     """VGG-19 relu5_4 (content), AlexNet relu1 / relu4 (texture), ViT-B/16 patch tokens (colour).
@@ -307,6 +315,12 @@ class LiteBackbones(FrozenBackbones):
         _check_rgb(rgb, "texture_features")
         low, high = self._run(rgb, (LITE_TEXTURE_LOW_STAGE, LITE_TEXTURE_HIGH_STAGE))
         return low, high
+
+    def content_and_texture(self, rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Stages 1, 3 and 4 of one pass: the content view continues the texture views' trunk."""
+        _check_rgb(rgb, "content_and_texture")
+        low, high, content = self._run(rgb, (LITE_TEXTURE_LOW_STAGE, LITE_TEXTURE_HIGH_STAGE, LITE_CONTENT_STAGE))
+        return content, low, high
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,8 +30,18 @@ def content_loss(fake: torch.Tensor, ref: torch.Tensor, backbones: nn.Module) ->
     """
     if fake.shape != ref.shape:
         raise ValueError(f"content_loss needs equal shapes, got {tuple(fake.shape)} and {tuple(ref.shape)}")
+    return content_loss_from_features(backbones.content_features(grayscale(fake)), ref, backbones)
+
+
+def content_loss_from_features(features: torch.Tensor, ref: torch.Tensor, backbones: nn.Module) -> torch.Tensor:
+    """:func:`content_loss` for output features already computed (``content_features(grayscale(fake))``).
+
+    The training criterion computes them in one pass with the texture maps
+    (:meth:`unisp.losses.backbones.FrozenBackbones.content_and_texture`).
+    """
     with torch.no_grad():
         target = backbones.content_features(grayscale(ref))
-    features = backbones.content_features(grayscale(fake))
+    if features.shape != target.shape:
+        raise ValueError(f"content features of shape {tuple(features.shape)} do not match the reference's {tuple(target.shape)}")
     dtype = torch.promote_types(features.dtype, torch.float32)  # half-precision features → float32
     return (features.to(dtype) - target.to(dtype)).pow(2).mean()

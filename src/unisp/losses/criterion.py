@@ -19,8 +19,8 @@ from unisp.errors import ConfigError
 from unisp.losses.adversarial import discriminator_objective, generator_loss
 from unisp.losses.colour import ColourDiscriminator, colour_features
 from unisp.losses.config import TERMS, UnpairedLossConfig
-from unisp.losses.content import content_loss
-from unisp.losses.texture import TextureDiscriminator, texture_features
+from unisp.losses.content import content_loss_from_features
+from unisp.losses.texture import TextureDiscriminator, grayscale, texture_features
 from unisp.losses.tv import total_variation
 
 log = logging.getLogger(__name__)
@@ -112,24 +112,35 @@ class UnpairedCriterion(nn.Module):
             ``tv`` when not adversarial) to a scalar with graph; ``batch`` holds detached real
             and fake features (empty when not adversarial).
         """
-        terms = {"content": content_loss(fake, content_ref, self.backbones), "tv": total_variation(fake)}
+        if fake.shape != content_ref.shape:
+            raise ValueError(f"fake and content_ref need equal shapes, got {tuple(fake.shape)} and {tuple(content_ref.shape)}")
+        gray = grayscale(fake)
         batch = DiscriminatorBatch()
-        if self.adversarial:
-            expected = (fake.shape[0], 3, self.patch, self.patch)
-            if tuple(fake.shape) != expected or tuple(real.shape) != expected:
-                raise ValueError(
-                    f"UnpairedCriterion built for {self.patch} px patches needs fake and real of shape {expected}, "
-                    f"got {tuple(fake.shape)} and {tuple(real.shape)}"
-                )
+        if not self.adversarial:
+            content = self.backbones.content_features(gray)
+            return {"content": content_loss_from_features(content, content_ref, self.backbones), "tv": total_variation(fake)}, batch
+        expected = (fake.shape[0], 3, self.patch, self.patch)
+        if tuple(fake.shape) != expected or tuple(real.shape) != expected:
+            raise ValueError(
+                f"UnpairedCriterion built for {self.patch} px patches needs fake and real of shape {expected}, "
+                f"got {tuple(fake.shape)} and {tuple(real.shape)}"
+            )
+        # The content and texture views see the same grayscale image: one pass where they share layers.
+        content, low, high = self.backbones.content_and_texture(gray)
+        terms = {"content": content_loss_from_features(content, content_ref, self.backbones), "tv": total_variation(fake)}
+        fake_features = {
+            "colour": colour_features(fake, self.backbones, self.config.blur_size, self.config.blur_sigma),
+            "texture_low": low,
+            "texture_high": high,
+        }
+        with torch.no_grad():
+            batch.real = self.discriminator_features(real)
+        for name in ADVERSARIAL_TERMS:
+            disc = self.discs[name]
             with torch.no_grad():
-                batch.real = self.discriminator_features(real)
-            fake_features = self.discriminator_features(fake)
-            for name in ADVERSARIAL_TERMS:
-                disc = self.discs[name]
-                with torch.no_grad():
-                    d_real = disc(batch.real[name])
-                terms[name] = generator_loss(disc(fake_features[name]), d_real)
-            batch.fake = {name: f.detach() for name, f in fake_features.items()}
+                d_real = disc(batch.real[name])
+            terms[name] = generator_loss(disc(fake_features[name]), d_real)
+        batch.fake = {name: f.detach() for name, f in fake_features.items()}
         return {name: terms[name] for name in TERMS if name in terms}, batch
 
     def discriminator_step(self, batch: DiscriminatorBatch) -> dict[str, float]:

@@ -82,7 +82,7 @@ def dla_backward(
     names = list(terms)
     # 1. gᵢ = ∂Lᵢ/∂Ŷ: one backward pass per term, stopping at Ŷ (the generator's nodes are not
     # run, so its graph survives every pass). All but the last pass retain the graph, because
-    # terms may share part of it (both texture maps come from one trunk forward).
+    # terms may share part of it (on `lite`, content and both texture maps come from one trunk forward).
     out_grads: dict[str, torch.Tensor | None] = {}
     for i, name in enumerate(names):
         loss = terms[name]
