@@ -29,7 +29,8 @@ Usage:
     python benchmarks/quality_study.py --out study-seed1 --seed 1   # the same with another training seed
 
 A finished run folder (its summary.json) is reused, so an interrupted study continues where it
-stopped when run again with the same --out.
+stopped when run again with the same --out; a finished run of another recipe there (another
+--seed, size or profile) stops the study with an error rather than being reused.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import torch
 
 from unisp.config import load_config
 from unisp.demo import DemoSettings
+from unisp.errors import UnispError
 from unisp.eval.evaluate import ALL_METRICS, evaluate_images
 from unisp.eval.metrics import psnr
 from unisp.eval.select import select_checkpoint
@@ -196,9 +198,19 @@ def recipe(path: Path, overrides: dict) -> TrainConfig:
 
 
 def run_training(config: TrainConfig, out: Path) -> dict:
-    """Train (or reuse a finished run in ``out``); return its summary."""
+    """Train (or reuse a finished run in ``out`` made with the same recipe); return its summary.
+
+    Raises:
+        UnispError: ``out`` holds a finished run of another recipe (another ``--seed``, size or
+            profile written into the same ``--out``).
+    """
     summary_file = out / "summary.json"
     if summary_file.exists():
+        finished = dataclasses.asdict(load_config(TrainConfig, out / "config.yaml"))
+        differ = sorted(k for k, v in dataclasses.asdict(config).items() if finished.get(k) != v)
+        if differ:
+            raise UnispError(f"{out} holds a finished run of another recipe (differs in {', '.join(differ)}); "
+                             "give the study another --out")
         log.info("reusing %s", out)
         return json.loads(summary_file.read_text())
     log.info("training %s %s → %s (%d steps)", config.model, config.mode, out, config.steps)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from unisp.errors import UnispError
 from unisp.eval.evaluate import evaluate_images
 from unisp.fileio import read_rgb, write_image
 from unisp.isp.pipeline import ISPConfig, render_frame
@@ -68,9 +69,12 @@ def test_quality_study_tiny(scripts, data, tmp_path):
         assert selection["gap_db"] >= 0 and selection["oracle_psnr"] == max(selection["checkpoint_psnr"].values())
     table = (tmp_path / "results.md").read_text()
     assert "| classical X̂ (stage-1 target) | — |" in table and "unpaired − X̂" in table
-    # A second run reuses every finished training run (no new training, same scores).
+    # A second run reuses every finished training run (no new training, same scores) ...
     study.main(["--tiny", "--data", str(data), "--out", str(tmp_path)])
     assert json.loads((tmp_path / "results.json").read_text())["cameras"]["A"]["rows"] == rows
+    # ... but not runs of another recipe: another training seed into the same folder is refused.
+    with pytest.raises(UnispError, match="differs in seed"):
+        study.main(["--tiny", "--data", str(data), "--out", str(tmp_path), "--seed", "1"])
 
 
 def test_libraw_compare_with_trained_models(scripts, data, tmp_path, monkeypatch):
