@@ -13,13 +13,18 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from unisp.errors import UnispError
 from unisp.eval.evaluate import evaluate_images
 from unisp.fileio import read_rgb, write_image
 from unisp.isp.pipeline import ISPConfig, render_frame
+from unisp.losses.content import content_view
+from unisp.models.checkpoint import save_model
+from unisp.models.registry import build_model
 from unisp.raw.io import read_raw
 from unisp.synth.bundled import bundled_photos
+from unisp.synth.dataset import synthesize_folder
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 #: Photos per dataset folder: with the study's TEST_EVERY = 5, one of each six is held out.
@@ -102,3 +107,38 @@ def test_libraw_compare_with_trained_models(scripts, data, tmp_path, monkeypatch
     for row in ("unisp classical (malvar)", "unisp classical (ahd)", "LibRaw postprocess (AHD, file's white level)"):
         assert results["rows"][row]["means"]["psnr"] > control + 10
     assert "PSNR − LibRaw" in (tmp_path / "out" / "results.md").read_text()
+
+
+class _IdentityContent:
+    """Stand-in backbones whose content features are the view itself."""
+
+    def content_features(self, rgb):
+        return rgb
+
+
+def test_content_noise_relative_distance_known_value(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    content_noise = importlib.import_module("content_noise")
+    ref = torch.full((1, 3, 8, 8), 0.25)
+    # Identity features of a uniform luminance: (2·0.25 − 0.25)² / 0.25² = 1; pooling keeps a uniform image.
+    for pool in (1, 2, 4):
+        assert content_noise.relative_distance(_IdentityContent(), ref * 2, content_view(ref, pool), pool) == pytest.approx(1.0)
+
+
+def test_content_noise_on_a_demo_folder(monkeypatch, tmp_path, capsys):
+    # The script's wiring on a folder laid out as `unisp demo --out` writes it (two small
+    # held-out photos, an untrained stage-1 model), with random backbones: every row and column.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    content_noise = importlib.import_module("content_noise")
+    photos = tmp_path / "photos"
+    for name, photo in list(bundled_photos().items())[:2]:
+        write_image(photos / f"{name}.png", photo[:, :64, :64])
+    synthesize_folder(photos, tmp_path / "demo" / "data" / "test", tone_curve=False)
+    torch.manual_seed(0)
+    save_model(tmp_path / "demo" / "stage1" / "model.safetensors", build_model("efficient_isp"), name="efficient_isp")
+    content_noise.main(["--demo", str(tmp_path / "demo"), "--profile", "random", "--pools", "1,2"])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert table[0] == "| y | full resolution | pooled 2× |"
+    rows = {line.split(" | ")[0][2:]: line for line in table[1:]}
+    assert set(rows) == {"ground truth", "stage 1", "stage 1 × 0.8", "stage 1, 5×5 box blur", "X̂ × 0.8"}
+    assert all(float(v) > 0 for line in rows.values() for v in line.strip(" |").split(" | ")[1:])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from unisp.losses.content import content_loss
+from unisp.losses.content import content_loss, content_view
 from unisp.losses.texture import grayscale
 
 
@@ -81,3 +81,37 @@ def test_gradcheck():
 def test_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="equal shapes"):
         content_loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 6), Identity())
+
+
+def test_pooled_view_known_value():
+    # A 2×2 checkerboard of 0 and 1 in every channel has luma 0 and 1; pooled by 2 it is 0.5 everywhere.
+    board = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).repeat(2, 2).expand(1, 3, 4, 4)
+    view = content_view(board, pool=2)
+    assert view.shape == (1, 3, 2, 2)
+    torch.testing.assert_close(view, torch.full((1, 3, 2, 2), 0.5))
+    assert torch.equal(content_view(board, pool=1), grayscale(board))
+
+
+def test_pooling_removes_zero_mean_detail():
+    # With identity features, a fine ±0.1 pattern on grey costs 0.1² unpooled and nothing once a
+    # pooling window covers whole periods of it: the pooled loss compares local means.
+    grey = torch.full((1, 3, 8, 8), 0.5)
+    pattern = 0.1 * (torch.arange(8).remainder(2) * 2 - 1).float()
+    detailed = grey + pattern.view(1, 1, 1, 8)
+    assert content_loss(detailed, grey, Identity(), pool=1).item() == pytest.approx(0.01)
+    assert content_loss(detailed, grey, Identity(), pool=2).item() == pytest.approx(0.0, abs=1e-12)
+    # A change of tone survives pooling unchanged.
+    assert content_loss(grey * 0.8, grey, Identity(), pool=4).item() == pytest.approx(0.1**2, rel=1e-5)
+
+
+def test_pooled_gradcheck():
+    backbone = ConvFeatures(torch.float64)
+    ref = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    fake = torch.rand(1, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: content_loss(x, ref, backbone, pool=2), (fake,))
+
+
+@pytest.mark.parametrize("pool", [0, -1, 1.5, True])
+def test_rejects_bad_pool(pool):
+    with pytest.raises(ValueError, match="content pooling"):
+        content_view(torch.zeros(1, 3, 4, 4), pool)

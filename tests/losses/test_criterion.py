@@ -218,6 +218,28 @@ def test_patch_too_small_for_the_blur():
     assert UnpairedCriterion(TinyBackbones(), UnpairedLossConfig(), patch=10, adversarial=False).discriminators() == {}
 
 
+@pytest.mark.parametrize("adversarial", [True, False])
+def test_pooled_content_term(adversarial):
+    # With content_pool the content term is the pooled content loss, in both branches, and the
+    # texture maps keep the full resolution.
+    config = UnpairedLossConfig(content_pool=2)
+    criterion = UnpairedCriterion(TinyBackbones(), config, patch=PATCH, adversarial=adversarial)
+    raw, ref, real = images()
+    fake = TinyGenerator()(raw)
+    terms, batch = criterion.generator_terms(fake, ref, real)
+    torch.testing.assert_close(terms["content"], content_loss(fake, ref, criterion.backbones, pool=2))
+    assert not torch.allclose(terms["content"], content_loss(fake, ref, criterion.backbones))
+    if adversarial:
+        assert batch.fake["texture_low"].shape == (4, 5, 16, 16)
+    (grad,) = torch.autograd.grad(terms["content"], fake)
+    assert grad.abs().sum() > 0
+
+
+def test_patch_smaller_than_the_content_pool():
+    with pytest.raises(ConfigError, match="losses.content_pool"):
+        UnpairedCriterion(TinyBackbones(), UnpairedLossConfig(content_pool=64), patch=PATCH, adversarial=False)
+
+
 def test_random_profile_end_to_end():
     # The real FrozenBackbones (lite architecture, random weights): one generator step with DLA
     # and the fixed-weight sum, and one discriminator step.
@@ -245,7 +267,7 @@ def test_random_profile_end_to_end():
 def test_config_defaults_are_the_papers():
     config = UnpairedLossConfig()
     assert (config.blur_size, config.blur_sigma, config.r1_gamma, config.r2_gamma, config.leaky_slope) == (21, 3.0, 10.0, 10.0, 0.2)
-    assert config.dla and config.profile == "lite"
+    assert config.dla and config.profile == "lite" and config.content_pool == 1
     assert config.multipliers() == dict.fromkeys(TERMS, 1.0)
     assert TERMS == ("content", "colour", "texture_low", "texture_high", "tv")
 
@@ -262,6 +284,8 @@ def test_config_defaults_are_the_papers():
         ("r1_gamma", -10.0, "r1_gamma' must be a finite number ≥ 0"),
         ("leaky_slope", 1.5, "leaky_slope' must be below 1"),
         ("profile", "vgg", "profile' must be one of paper, lite, random"),
+        ("content_pool", 0, "content_pool' must be a positive integer"),
+        ("content_pool", 2.0, "content_pool' must be a positive integer"),
     ],
 )
 def test_config_validation_names_the_key(key, value, match):

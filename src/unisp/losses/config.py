@@ -35,6 +35,9 @@ class UnpairedLossConfig:
             DLA normalisation (or as fixed weights when ``dla`` is off); 0 leaves a term out.
         dla: Dynamic Loss Adaptation (each term's generator gradient scaled to unit norm).
         dla_eps: ε in the DLA weight ``1 / (‖∇θ L‖ + ε)``.
+        content_pool: average-pooling factor of both luminance images before the content
+            backbone (the paper: 1, none; see :mod:`unisp.losses.content` for why a short run on
+            noisy RAW may want more).
         blur_size: side of the Gaussian blur before the colour branch (odd; the paper: 21).
         blur_sigma: its standard deviation in pixels (the paper: 3).
         r1_gamma: γ of the R1 penalty on real features (the paper: 10).
@@ -51,6 +54,7 @@ class UnpairedLossConfig:
     tv: float = 1.0
     dla: bool = True
     dla_eps: float = 1e-8
+    content_pool: int = 1
     blur_size: int = 21
     blur_sigma: float = 3.0
     r1_gamma: float = 10.0
@@ -70,6 +74,8 @@ class UnpairedLossConfig:
                 _fail(key, "must be a finite number > 0", value)
         if isinstance(self.blur_size, bool) or not isinstance(self.blur_size, int) or self.blur_size < 1 or self.blur_size % 2 == 0:
             _fail("blur_size", "must be an odd positive integer", self.blur_size)
+        if isinstance(self.content_pool, bool) or not isinstance(self.content_pool, int) or self.content_pool < 1:
+            _fail("content_pool", "must be a positive integer", self.content_pool)
         if self.leaky_slope >= 1:
             _fail("leaky_slope", "must be below 1", self.leaky_slope)
 

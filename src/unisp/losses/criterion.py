@@ -19,7 +19,7 @@ from unisp.errors import ConfigError
 from unisp.losses.adversarial import discriminator_objective, generator_loss
 from unisp.losses.colour import ColourDiscriminator, colour_features
 from unisp.losses.config import TERMS, UnpairedLossConfig
-from unisp.losses.content import content_loss_from_features
+from unisp.losses.content import content_loss_from_features, content_view
 from unisp.losses.texture import TextureDiscriminator, grayscale, texture_features
 from unisp.losses.tv import total_variation
 
@@ -63,6 +63,11 @@ class UnpairedCriterion(nn.Module):
         super().__init__()
         if patch < 1:
             raise ConfigError(f"UnpairedCriterion needs a positive patch size, got {patch}")
+        if patch < config.content_pool:
+            raise ConfigError(
+                f"{patch} px patches are smaller than the content view's pooling window "
+                f"(config key 'losses.content_pool' = {config.content_pool})"
+            )
         if adversarial and patch <= config.blur_size // 2:
             raise ConfigError(
                 f"{patch} px patches are too small for the colour branch's {config.blur_size}×{config.blur_size} blur "
@@ -114,20 +119,25 @@ class UnpairedCriterion(nn.Module):
         """
         if fake.shape != content_ref.shape:
             raise ValueError(f"fake and content_ref need equal shapes, got {tuple(fake.shape)} and {tuple(content_ref.shape)}")
-        gray = grayscale(fake)
+        pool = self.config.content_pool
         batch = DiscriminatorBatch()
         if not self.adversarial:
-            content = self.backbones.content_features(gray)
-            return {"content": content_loss_from_features(content, content_ref, self.backbones), "tv": total_variation(fake)}, batch
+            content = self.backbones.content_features(content_view(fake, pool))
+            return {"content": content_loss_from_features(content, content_ref, self.backbones, pool), "tv": total_variation(fake)}, batch
         expected = (fake.shape[0], 3, self.patch, self.patch)
         if tuple(fake.shape) != expected or tuple(real.shape) != expected:
             raise ValueError(
                 f"UnpairedCriterion built for {self.patch} px patches needs fake and real of shape {expected}, "
                 f"got {tuple(fake.shape)} and {tuple(real.shape)}"
             )
-        # The content and texture views see the same grayscale image: one pass where they share layers.
-        content, low, high = self.backbones.content_and_texture(gray)
-        terms = {"content": content_loss_from_features(content, content_ref, self.backbones), "tv": total_variation(fake)}
+        gray = grayscale(fake)
+        if pool == 1:
+            # The content and texture views see the same grayscale image: one pass where they share layers.
+            content, low, high = self.backbones.content_and_texture(gray)
+        else:
+            content = self.backbones.content_features(content_view(fake, pool))
+            low, high = self.backbones.texture_features(gray)
+        terms = {"content": content_loss_from_features(content, content_ref, self.backbones, pool), "tv": total_variation(fake)}
         fake_features = {
             "colour": colour_features(fake, self.backbones, self.config.blur_size, self.config.blur_sigma),
             "texture_low": low,
