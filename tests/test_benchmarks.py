@@ -142,3 +142,25 @@ def test_content_noise_on_a_demo_folder(monkeypatch, tmp_path, capsys):
     rows = {line.split(" | ")[0][2:]: line for line in table[1:]}
     assert set(rows) == {"ground truth", "stage 1", "stage 1 × 0.8", "stage 1, 5×5 box blur", "X̂ × 0.8"}
     assert all(float(v) > 0 for line in rows.values() for v in line.strip(" |").split(" | ")[1:])
+
+
+def test_process_device_wiring_on_the_cpu(monkeypatch, capsys):
+    # `--device cpu` runs the accelerator script's every row against itself: the device rows must
+    # then agree with the CPU reference exactly (same arithmetic, same tiles' cores).
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    process_device = importlib.import_module("process_device")
+    process_device.main(["--device", "cpu", "--size", "64x96", "--tiles", "8,16", "--repeats", "2"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 1 + 2 * 2 + len(process_device.MODEL_DTYPES)
+    assert sum("| float32 |" in r and "| max abs diff 0.0e+00 |" in r for r in rows) == 2
+    assert sum("| 0 of 18432 values differ |" in r for r in rows) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_process_device_without_cuda_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    process_device = importlib.import_module("process_device")
+    with pytest.raises(SystemExit) as exit_info:
+        process_device.main(["--size", "64x96"])
+    assert exit_info.value.code == 2
+    assert "CUDA is not available" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from unisp.errors import OutputError, UnispError
-from unisp.fileio import atomic_write, list_images, quantize, read_rgb, write_bytes, write_image, write_text
+from unisp.fileio import atomic_write, list_images, quantize, quantize_tensor, read_rgb, write_bytes, write_image, write_text
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -38,6 +38,23 @@ def test_quantize_known_values():
     assert quantize(image, 16)[0, :, 0].tolist() == [0, 32768, 65535, 65535, 0]
     with pytest.raises(UnispError, match="8 or 16"):
         quantize(image, 12)
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+@pytest.mark.parametrize("shape", [(3, 5, 7), (5, 7, 3), (1, 4, 6)])
+def test_quantize_tensor_equals_numpy_path(depth, shape):
+    # The device path (used for CUDA tensors) must give the host path's integers exactly: both
+    # clamp and scale in float32 and round half to even; values at (k + 0.5) / peak probe the halves.
+    g = torch.Generator().manual_seed(depth)
+    image = torch.rand(shape, generator=g) * 1.4 - 0.2
+    peak = 255 if depth == 8 else 65535
+    image.view(-1)[:8] = (torch.arange(8) + 0.5) / peak
+    got = quantize_tensor(image, depth)
+    expected = quantize(image.numpy(), depth)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got, expected)
+    with pytest.raises(UnispError, match="8 or 16"):
+        quantize_tensor(image, 10)
 
 
 @pytest.mark.parametrize("ext, depth, tol", [(".png", 8, 0.5 / 255), (".png", 16, 0.5 / 65535), (".tif", 16, 0.5 / 65535)])

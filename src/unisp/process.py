@@ -93,10 +93,11 @@ def run_tiled(
             xa, xb = max(0, x0 - r), min(w, x1 + r)
             x = torch.from_numpy(planes[None, :, ya:yb, xa:xb].astype(np.float32)).to(device)
             x = normalize(x, frame.black_level, frame.white_level).to(dtype)
-            y = forward(x)[0].float().clamp(0.0, 1.0).cpu()
+            y = forward(x)[0]
+            # Only the core crosses to the host; with `depth` as integers (quantised on the device).
             core = y[:, 2 * (y0 - ya) : 2 * (y1 - ya), 2 * (x0 - xa) : 2 * (x1 - xa)]
             if depth is None:
-                out[:, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1] = core
+                out[:, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1] = core.float().clamp(0.0, 1.0).cpu()
             else:
                 out[2 * y0 : 2 * y1, 2 * x0 : 2 * x1] = quantize(core, depth)
             if progress is not None:
