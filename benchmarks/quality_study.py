@@ -16,16 +16,19 @@ what the unpaired-training issue calls "the classical render") and the full-meta
 (``unisp render``'s defaults); stage 1
 (``configs/stage1.yaml``), then from the stage-1 model: paired, paired without adversarial terms
 and unpaired (all three ``configs/demo.yaml``, the short-run adaptation of the paper's recipe,
-with ``mode=`` set), on the ``lite`` backbones. Columns: PSNR, SSIM, MS-SSIM, ΔE2000 (LPIPS when
-its AlexNet weights are on disk) of the final model on the test set, and the training time.
+with ``mode=`` set), on the ``lite`` backbones; and, as the upper bound of what the generator and
+the data allow, supervised training with pixel losses against the aligned photos
+(``configs/paired.yaml``, as many steps as stage 1), which is not one of the paper's rows.
+Columns: PSNR, SSIM, MS-SSIM, ΔE2000 (LPIPS when its AlexNet weights are on disk) of the final
+model on the test set, and the training time.
 For the unpaired runs, the PSNR of the checkpoint ``unisp select`` picks without labels (from the
 test RAW files and the RGB side) against the best checkpoint by test PSNR (the oracle, which
 uses the ground truth): their gap, ≥ 0 by construction.
 
 Usage:
     python benchmarks/quality_study.py --tiny  --out study-tiny     # ~30 s: checks the code path only
-    python benchmarks/quality_study.py --quick --out study-quick    # 16–18 min on 2 CPU cores (measured)
-    python benchmarks/quality_study.py --out study                  # the full study, 41–53 min on 2 CPU cores (measured)
+    python benchmarks/quality_study.py --quick --out study-quick    # 16–18 min on 2 CPU cores before the supervised row
+    python benchmarks/quality_study.py --out study                  # the full study, 56 min on 2 CPU cores (measured)
     python benchmarks/quality_study.py --out study-seed1 --seed 1   # the same with another training seed
 
 A finished run folder (its summary.json) is reused, so an interrupted study continues where it
@@ -84,10 +87,13 @@ STAGE2_RECIPE = ROOT / "configs" / "demo.yaml"
 #: for unpaired (docs/RESULTS.md), while the demo's noisier RAW gained 1.5 dB from it.
 STUDY_CONTENT_POOL = 1
 STAGE2_MODES = ("paired", "paired_no_adv", "unpaired")
+#: The upper bound: L1 + 0.2·(1 − SSIM) against the aligned photos at the paper's lr 5e-4, from the
+#: stage-1 model (run folder ``supervised``).
+SUPERVISED_RECIPE = ROOT / "configs" / "paired.yaml"
 ROW_NAMES = {"classical_xhat": "classical X̂ (stage-1 target)", "classical": "classical, full metadata (Malvar)",
              "classical_ahd": "classical, full metadata (AHD, `unisp render`'s default)",
              "stage1": "stage 1", "paired": "paired", "paired_no_adv": "paired w/o adversarial",
-             "unpaired": "unpaired (this paper)"}
+             "unpaired": "unpaired (this paper)", "supervised": "supervised, pixel losses (upper bound)"}
 #: The classical rows: the paper's X̂ (the stage-1 target), and the full-metadata render with
 #: Malvar (``unisp render``'s default until 2026-11-25, the row the target table compares with)
 #: and with AHD (the default since; 2.2 dB above Malvar on noise-free DNGs, libraw_compare.py).
@@ -130,6 +136,7 @@ class Size:
     crop: int | None  # centre crop of every photo (None: full size)
     stage1_steps: int
     stage2_steps: int
+    supervised_steps: int  # the upper-bound row (pixel losses against the aligned photos)
     checkpoints: int  # checkpoints per stage-2 run (for the selection)
     batch: int
     patch: int
@@ -138,13 +145,14 @@ class Size:
 
 
 #: Batch 8 × 128² patches as configs/demo.yaml (the short-run recipe). Stage-2 lengths around the
-#: demo's 300 steps. Measured on 2 cores: --quick 1,105 s end to end (2026-11-24) and 982 s
-#: (2026-11-25, channels-last generator); --full 3,176 s (2026-11-25, part of it beside other
-#: jobs) and 2,476 s (rerun the same day), within the issue's 2-hour CPU budget.
+#: demo's 300 steps; the supervised row as long as stage 1. Measured on 2 cores: --quick 1,105 s
+#: end to end (2026-11-24) and 982 s (2026-11-25, channels-last generator), both before the
+#: supervised row; --full 2,476 s (2026-11-25) and 3,351 s with the supervised row (2026-12-05),
+#: within the issue's 2-hour CPU budget.
 SIZES = {
-    "tiny": Size(3, 2, 96, 4, 2, 2, 2, 32, GENERATORS, ("efficient_isp",)),
-    "quick": Size(None, None, None, 800, 150, 3, 8, 128, GENERATORS, ("efficient_isp",)),
-    "full": Size(None, None, None, 2000, 400, 5, 8, 128, GENERATORS, ("efficient_isp",)),
+    "tiny": Size(3, 2, 96, 4, 2, 4, 2, 2, 32, GENERATORS, ("efficient_isp",)),
+    "quick": Size(None, None, None, 800, 150, 800, 3, 8, 128, GENERATORS, ("efficient_isp",)),
+    "full": Size(None, None, None, 2000, 400, 2000, 5, 8, 128, GENERATORS, ("efficient_isp",)),
 }
 #: Stage 1's learning rate: the demo's (DemoSettings.stage1_lr), for runs ~10-25× shorter than the
 #: paper's 20,000 steps at 5e-4.
@@ -221,12 +229,14 @@ def run_training(config: TrainConfig, out: Path) -> dict:
     return train(config, out)
 
 
-def train_chain(runs: Path, common: dict, stage1: dict, stage2: dict, rgb_dirs: dict[str, Path]) -> dict[str, dict]:
+def train_chain(runs: Path, common: dict, stage1: dict, stage2: dict, rgb_dirs: dict[str, Path],
+                supervised: dict | None = None) -> dict[str, dict]:
     """Stage 1, then each stage-2 mode in ``rgb_dirs`` from its model; return ``{run: summary}``.
 
-    ``common`` overrides both recipes, ``stage1`` and ``stage2`` one each; ``rgb_dirs`` maps each
-    stage-2 mode to its RGB side. Runs go to ``runs/stage1`` and ``runs/MODE``; finished ones are
-    reused.
+    ``common`` overrides every recipe, ``stage1`` and ``stage2`` one each; ``rgb_dirs`` maps each
+    stage-2 mode to its RGB side. With ``supervised`` (overrides of :data:`SUPERVISED_RECIPE`),
+    the pixel-loss upper bound is trained too, on ``rgb_dirs["paired"]``. Runs go to
+    ``runs/stage1``, ``runs/MODE`` and ``runs/supervised``; finished ones are reused.
     """
     config = recipe(STAGE1_RECIPE, {**common, "lr": STAGE1_LR, **stage1})
     summaries = {"stage1": run_training(config, runs / "stage1")}
@@ -234,6 +244,10 @@ def train_chain(runs: Path, common: dict, stage1: dict, stage2: dict, rgb_dirs: 
         config = recipe(STAGE2_RECIPE, {"losses.content_pool": STUDY_CONTENT_POOL, **common, **stage2, "mode": mode, "data.rgb_dir": rgb_dir,
                                         "init": runs / "stage1" / "model.safetensors"})
         summaries[mode] = run_training(config, runs / mode)
+    if supervised is not None:
+        config = recipe(SUPERVISED_RECIPE, {**common, **supervised, "data.rgb_dir": rgb_dirs["paired"],
+                                            "init": runs / "stage1" / "model.safetensors"})
+        summaries["supervised"] = run_training(config, runs / "supervised")
     return summaries
 
 
@@ -298,6 +312,7 @@ def study(data: Path, out: Path, size: Size, profile: str = "lite", seed: int = 
                 {"steps": size.stage2_steps, "ckpt_every": steps_per_ckpt, "val_every": size.stage2_steps,
                  "image_every": size.stage2_steps},
                 rgb_dirs,
+                {"steps": size.supervised_steps, "ckpt_every": size.supervised_steps, "val_every": size.supervised_steps},
             )
             for mode, summary in summaries.items():
                 outputs = model_outputs(runs / mode / "model.safetensors", frames)
@@ -329,13 +344,14 @@ def to_markdown(results: dict) -> str:
                 lines.append(f"| {ROW_NAMES[row]} | {gen if gen != 'any' else '—'} | " + " | ".join(cells)
                              + f" | {fmt(v['seconds'], 0)} |")
         lines += ["", "| generator | unpaired − paired (dB; target ≥ −0.5) | unpaired − X̂ (dB; target ≥ +3) "
-                  "| unpaired − full-metadata render (dB) | label-free pick | PSNR | oracle pick | PSNR "
-                  "| gap (dB; target ≤ 0.2) |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| unpaired − full-metadata render (dB) | supervised − X̂ (dB) | label-free pick | PSNR "
+                  "| oracle pick | PSNR | gap (dB; target ≤ 0.2) |", "|---|---|---|---|---|---|---|---|---|---|"]
         classical = {row: r["rows"][row]["any"]["means"]["psnr"] for row in CLASSICAL}
         for gen, s in r["selection"].items():
-            unpaired, paired = (r["rows"][m][gen]["means"]["psnr"] for m in ("unpaired", "paired"))
+            unpaired, paired, supervised = (r["rows"][m][gen]["means"]["psnr"] for m in ("unpaired", "paired", "supervised"))
             lines.append(f"| {gen} | {unpaired - paired:+.2f} | {unpaired - classical['classical_xhat']:+.2f} | "
-                         f"{unpaired - classical['classical']:+.2f} | {s['label_free_pick']} | {s['pick_psnr']:.2f} | "
+                         f"{unpaired - classical['classical']:+.2f} | {supervised - classical['classical_xhat']:+.2f} | "
+                         f"{s['label_free_pick']} | {s['pick_psnr']:.2f} | "
                          f"{s['oracle_pick']} | {s['oracle_psnr']:.2f} | {s['gap_db']:.2f} |")
         lines.append("")
     return "\n".join(lines)

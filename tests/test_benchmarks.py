@@ -15,16 +15,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from unisp.config import load_config
 from unisp.errors import UnispError
 from unisp.eval.evaluate import evaluate_images
 from unisp.fileio import read_rgb, write_image
 from unisp.isp.pipeline import ISPConfig, render_frame
+from unisp.losses.config import TERMS
 from unisp.losses.content import content_view
 from unisp.models.checkpoint import save_model
 from unisp.models.registry import build_model
 from unisp.raw.io import read_raw
 from unisp.synth.bundled import bundled_photos
 from unisp.synth.dataset import synthesize_folder
+from unisp.train.config import TrainConfig
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 #: Photos per dataset folder: with the study's TEST_EVERY = 5, one of each six is held out.
@@ -67,13 +70,19 @@ def test_quality_study_tiny(scripts, data, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["cameras"]) == set(study.CAMERAS)
     rows = results["cameras"]["A"]["rows"]
-    assert list(rows) == ["classical_xhat", "classical", "classical_ahd", "stage1", "paired", "paired_no_adv", "unpaired"]
+    assert list(rows) == ["classical_xhat", "classical", "classical_ahd", "stage1", "paired", "paired_no_adv", "unpaired", "supervised"]
     assert set(rows["unpaired"]) == set(study.GENERATORS) and set(rows["classical"]) == {"any"}
     assert set(results["cameras"]["B"]["rows"]["unpaired"]) == {"efficient_isp"}
     for selection in results["cameras"]["A"]["selection"].values():
         assert selection["gap_db"] >= 0 and selection["oracle_psnr"] == max(selection["checkpoint_psnr"].values())
     table = (tmp_path / "results.md").read_text()
-    assert "| classical X̂ (stage-1 target) | — |" in table and "unpaired − X̂" in table
+    assert "| classical X̂ (stage-1 target) | — |" in table and "unpaired − X̂" in table and "supervised − X̂" in table
+    # The upper-bound row is pixel-supervised on camera A's aligned photos, from the stage-1 model.
+    runs = tmp_path / "runs" / "A" / "efficient_isp"
+    supervised = load_config(TrainConfig, runs / "supervised" / "config.yaml")
+    assert supervised.mode == "paired" and supervised.pixel.l1 > 0 and not any(getattr(supervised.losses, t) for t in TERMS)
+    assert Path(supervised.init) == runs / "stage1" / "model.safetensors"
+    assert Path(supervised.data.rgb_dir) == tmp_path / "data" / "camera_A" / "raw" / "rgb"
     # A second run reuses every finished training run (no new training, same scores) ...
     study.main(["--tiny", "--data", str(data), "--out", str(tmp_path)])
     assert json.loads((tmp_path / "results.json").read_text())["cameras"]["A"]["rows"] == rows
