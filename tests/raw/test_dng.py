@@ -91,6 +91,19 @@ def test_camera_table_matrix_is_used(tmp_path):
     assert frame.wb_gains is None  # no AsShotNeutral: LibRaw reports (0, 1, 0), which is not a white balance
 
 
+@pytest.mark.parametrize("planes", [None, (0, 1, 2)])
+def test_cfa_pattern_naming_a_missing_colour_plane_is_refused(tmp_path, planes):
+    # Colour 7 does not exist in an R, G, B file. LibRaw reads it through an uninitialised table
+    # and may return any pattern, a valid one included; the reader checks the tags itself.
+    path = tmp_path / "bad.dng"
+    extratags = [(50706, 1, 4, (1, 4, 0, 0), True), (33421, 3, 2, (2, 2), True), (33422, 1, 4, (0, 1, 1, 7), True)]
+    if planes is not None:
+        extratags.append((50710, 1, 3, planes, True))
+    tifffile.imwrite(path, mosaic(), photometric=32803, subfiletype=0, extratags=extratags)
+    with pytest.raises(UnispError, match=r"bad\.dng: unsupported sensor layout: colour filter pattern \(0, 1, 1, 7\) names a colour plane the file does not have \(3 planes\)"):
+        read_raw(path)
+
+
 def test_tags_written(tmp_path):
     path = tmp_path / "t.dng"
     write_dng(path, mosaic(), "GBRG", black_level=(1, 2, 3, 4), white_level=4095, as_shot_neutral=(0.5, 1, 0.8),

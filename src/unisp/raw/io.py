@@ -29,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import rawpy
+import tifffile
 
 from unisp.errors import ConfigError, RawFormatError, UnispError
 from unisp.fileio import read_pixels, write_image, write_text
 from unisp.raw.bayer import CFA, REFERENCE_INVERSE, from_reference_order, unpack
+from unisp.raw.dng import TAG_CFA_PATTERN, TAG_CFA_PLANE_COLOR
 from unisp.raw.frame import RawFrame, Source
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ HEADERLESS_EXTENSIONS: tuple[str, ...] = (".raw", ".bin")
 RAW_EXTENSIONS: tuple[str, ...] = CAMERA_RAW_EXTENSIONS + MOSAIC_IMAGE_EXTENSIONS + (".npy",) + HEADERLESS_EXTENSIONS
 
 _NPY_MAGIC = b"\x93NUMPY"
+#: Colour planes of a DNG without a CFAPlaneColor tag (the DNG specification's default: R, G, B).
+DEFAULT_CFA_PLANES = 3
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -419,6 +423,8 @@ def _check_file(path: Path) -> None:
 
 
 def _read_libraw(path: Path) -> RawFrame:
+    if path.suffix.lower() == ".dng":
+        _check_dng_cfa_pattern(path)
     try:
         with rawpy.imread(str(path)) as raw:
             return _frame_from_libraw(path, raw)
@@ -427,6 +433,33 @@ def _read_libraw(path: Path) -> RawFrame:
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise RawFormatError(f"{path}: LibRaw cannot read it ({reason})") from None
+
+
+def _check_dng_cfa_pattern(path: Path) -> None:
+    """Refuse a DNG whose CFAPattern names a colour plane the file does not have.
+
+    LibRaw looks such a colour up in a table it leaves uninitialised for that index (``tab`` in its
+    ``parse_tiff_ifd``), so the CFA it returns depends on what the stack held before: a pattern
+    (0, 1, 1, 7) read as an invalid RGGR when read alone, and once, inside the whole test suite,
+    as RGGB. The tags themselves are checked instead. A file tifffile cannot parse is left to
+    LibRaw, which reports it.
+    """
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = [p for top in tif.pages for p in (top, *(top.pages or ()))]
+            cfas = [
+                (tuple(bytes(p.tags[TAG_CFA_PATTERN].value)),
+                 len(p.tags[TAG_CFA_PLANE_COLOR].value) if TAG_CFA_PLANE_COLOR in p.tags else DEFAULT_CFA_PLANES)
+                for p in pages if TAG_CFA_PATTERN in p.tags
+            ]
+    except Exception:  # noqa: BLE001 - any parse failure is LibRaw's to report, with its reason
+        return
+    for colours, n_planes in cfas:
+        if any(c >= n_planes for c in colours):
+            raise RawFormatError(
+                f"{path}: unsupported sensor layout: colour filter pattern {colours} "
+                f"names a colour plane the file does not have ({n_planes} planes)"
+            )
 
 
 def _frame_from_libraw(path: Path, raw: rawpy.RawPy) -> RawFrame:
