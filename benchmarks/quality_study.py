@@ -240,13 +240,13 @@ def train_chain(runs: Path, common: dict, stage1: dict, stage2: dict, rgb_dirs: 
     """
     config = recipe(STAGE1_RECIPE, {**common, "lr": STAGE1_LR, **stage1})
     summaries = {"stage1": run_training(config, runs / "stage1")}
+    stage1_model = runs / "stage1" / "model.safetensors"
     for mode, rgb_dir in rgb_dirs.items():
         config = recipe(STAGE2_RECIPE, {"losses.content_pool": STUDY_CONTENT_POOL, **common, **stage2, "mode": mode, "data.rgb_dir": rgb_dir,
-                                        "init": runs / "stage1" / "model.safetensors"})
+                                        "init": stage1_model})
         summaries[mode] = run_training(config, runs / mode)
     if supervised is not None:
-        config = recipe(SUPERVISED_RECIPE, {**common, **supervised, "data.rgb_dir": rgb_dirs["paired"],
-                                            "init": runs / "stage1" / "model.safetensors"})
+        config = recipe(SUPERVISED_RECIPE, {**common, **supervised, "data.rgb_dir": rgb_dirs["paired"], "init": stage1_model})
         summaries["supervised"] = run_training(config, runs / "supervised")
     return summaries
 
