@@ -74,11 +74,12 @@ LIBRAW_MAX = 65535.0
 LIBRAW_DEFAULT = "LibRaw postprocess (AHD)"
 LIBRAW_WHITE = "LibRaw postprocess (AHD, file's white level)"
 LIBRAW_ROWS = {LIBRAW_DEFAULT: 0.75, LIBRAW_WHITE: 0.0}
-#: ``--train``: stage-1 and stage-2 lengths (the quality study's --quick stage 1; stage 2 the demo's
-#: 300 steps), batch 8 × 128² as configs/demo.yaml, and the stage-2 modes trained.
+#: ``--train``: stage-1 and stage-2 lengths (the quality study's --quick stage 1; stage 2 300
+#: steps), batch 8 × 128² as configs/unpaired.yaml, and the stage-2 runs trained: the paper's
+#: paired row and unisp's default unpaired recipe (:func:`quality_study.train_chain`).
 TRAIN_STEPS = {"stage1": 800, "stage2": 300}
 TRAIN_BATCH, TRAIN_PATCH = 8, 128
-TRAIN_MODES = ("paired", "unpaired")
+TRAIN_MODES = ("paired", "unisp")
 
 
 def camera() -> SensorModel:
@@ -119,8 +120,8 @@ def train_models(data: Path, work: Path) -> dict[str, Path]:
     The photos are split as in the quality study (:func:`quality_study.split_photos`): the RAW
     side becomes DNGs (with their photos as the paired targets), the disjoint RGB side is the
     unrelated look of the unpaired run, and the test photos are left for :func:`compare`. Stage 1
-    (configs/stage1.yaml) learns the classical render of the DNGs; paired and unpaired
-    (configs/demo.yaml) start from it. A finished run in ``work`` is reused.
+    (configs/stage1.yaml) learns the classical render of the DNGs; the paper's paired row and
+    unisp's unpaired recipe start from it. A finished run in ``work`` is reused.
     """
     split = split_photos(data)
     sensor = camera()
@@ -132,12 +133,13 @@ def train_models(data: Path, work: Path) -> dict[str, Path]:
     for path in split["rgb"]:
         write_image(work / "rgb_side" / f"{path.parent.name}_{path.stem}.png", read_rgb(path))
     common = {"model": "efficient_isp", "data.raw_dir": work / "raw", "batch_size": TRAIN_BATCH, "data.patch": TRAIN_PATCH,
-              "data.samples_per_epoch": TRAIN_BATCH * 100, "tensorboard": False, "log_every": 10**6}
+              "data.samples_per_epoch": TRAIN_BATCH * 100, "tensorboard": False, "log_every": 10**6,
+              "losses.profile": "lite"}
     s1, s2 = TRAIN_STEPS["stage1"], TRAIN_STEPS["stage2"]
     runs = work / "runs"
     train_chain(runs, common, {"steps": s1, "ckpt_every": s1, "val_every": s1},
                 {"steps": s2, "ckpt_every": s2, "val_every": s2, "image_every": s2},
-                {mode: work / ("rgb_side" if mode == "unpaired" else "rgb") for mode in TRAIN_MODES})
+                {"aligned": work / "rgb", "unrelated": work / "rgb_side"}, TRAIN_MODES)
     return {"stage 1": runs / "stage1" / "model.safetensors", **{m: runs / m / "model.safetensors" for m in TRAIN_MODES}}
 
 

@@ -8,6 +8,7 @@ need the real data and the sizes documented in docs/RESULTS.md.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from pathlib import Path
@@ -70,15 +71,26 @@ def test_quality_study_tiny(scripts, data, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["cameras"]) == set(study.CAMERAS)
     rows = results["cameras"]["A"]["rows"]
-    assert list(rows) == ["classical_xhat", "classical", "classical_ahd", "stage1", "paired", "paired_no_adv", "unpaired", "supervised"]
-    assert set(rows["unpaired"]) == set(study.GENERATORS) and set(rows["classical"]) == {"any"}
-    assert set(results["cameras"]["B"]["rows"]["unpaired"]) == {"efficient_isp"}
-    for selection in results["cameras"]["A"]["selection"].values():
-        assert selection["gap_db"] >= 0 and selection["oracle_psnr"] == max(selection["checkpoint_psnr"].values())
+    assert list(rows) == ["classical_xhat", "classical", "classical_ahd", "stage1", "paired", "paired_no_adv", "unpaired",
+                          "unpaired_pick", "unisp", "unisp_pick", "supervised"]
+    assert set(rows["unisp_pick"]) == set(study.GENERATORS) and set(rows["classical"]) == {"any"}
+    assert set(results["cameras"]["B"]["rows"]["unisp"]) == {"efficient_isp"}
+    for run in study.SELECTED_RUNS:
+        for gen, selection in results["cameras"]["A"]["selection"][run].items():
+            assert selection["gap_db"] >= 0 and selection["oracle_psnr"] == max(selection["checkpoint_psnr"].values())
+            # The pick row is the picked checkpoint, scored in full.
+            assert rows[f"{run}_pick"][gen]["means"]["psnr"] == pytest.approx(selection["pick_psnr"], abs=1e-4)
     table = (tmp_path / "results.md").read_text()
-    assert "| classical X̂ (stage-1 target) | — |" in table and "unpaired − X̂" in table and "supervised − X̂" in table
-    # The upper-bound row is pixel-supervised on camera A's aligned photos, from the stage-1 model.
+    assert "| classical X̂ (stage-1 target) | — |" in table and "pick − X̂" in table and "supervised − X̂" in table
+    # The paper's rows run its released recipe (on the study's backbones and data) ...
     runs = tmp_path / "runs" / "A" / "efficient_isp"
+    paper = load_config(TrainConfig, runs / "paired" / "config.yaml")
+    assert (paper.mode, paper.lr, paper.d_lr, paper.d_every, paper.losses.tv, paper.losses.r1_gamma) == ("paired", 5e-4, 1e-5, 10, 1.0, 1000.0)
+    assert Path(paper.data.rgb_dir) == tmp_path / "data" / "camera_A" / "raw" / "rgb"
+    # ... and the unisp row the default recipe, on the unrelated RGB side.
+    default = load_config(TrainConfig, runs / "unisp" / "config.yaml")
+    assert default.losses.graded > 0 and default.losses.texture_swd > 0 and Path(default.data.rgb_dir) == tmp_path / "data" / "photos" / "rgb"
+    # The upper-bound row is pixel-supervised on camera A's aligned photos, from the stage-1 model.
     supervised = load_config(TrainConfig, runs / "supervised" / "config.yaml")
     assert supervised.mode == "paired" and supervised.pixel.l1 > 0 and not any(getattr(supervised.losses, t) for t in TERMS)
     assert Path(supervised.init) == runs / "stage1" / "model.safetensors"
@@ -86,6 +98,13 @@ def test_quality_study_tiny(scripts, data, tmp_path):
     # A second run reuses every finished training run (no new training, same scores) ...
     study.main(["--tiny", "--data", str(data), "--out", str(tmp_path)])
     assert json.loads((tmp_path / "results.json").read_text())["cameras"]["A"]["rows"] == rows
+    # --generators and --runs narrow the study to the named generators (on both cameras) and runs.
+    study.main(["--tiny", "--data", str(data), "--out", str(tmp_path), "--generators", "efficient_isp", "--runs", "unisp"])
+    narrowed = json.loads((tmp_path / "results.json").read_text())["cameras"]
+    assert list(narrowed["A"]["rows"]) == ["classical_xhat", "classical", "classical_ahd", "stage1", "unisp", "unisp_pick"]
+    assert set(narrowed["A"]["rows"]["unisp"]) == set(narrowed["B"]["rows"]["unisp"]) == {"efficient_isp"}
+    assert narrowed["A"]["rows"]["unisp"]["efficient_isp"] == rows["unisp"]["efficient_isp"]
+    assert "| efficient_isp | " in (tmp_path / "results.md").read_text()  # the target table, "—" for the runs left out
     # ... but not runs of another recipe: another training seed into the same folder is refused.
     with pytest.raises(UnispError, match="differs in seed"):
         study.main(["--tiny", "--data", str(data), "--out", str(tmp_path), "--seed", "1"])
@@ -104,7 +123,7 @@ def test_libraw_compare_with_trained_models(scripts, data, tmp_path, monkeypatch
     assert set(results["rows"]) == {
         "unisp classical (bilinear)", "unisp classical (malvar)", "unisp classical (ahd)", "unisp classical (menon)",
         "LibRaw postprocess (AHD)", "LibRaw postprocess (AHD, file's white level)",
-        "model stage 1", "model paired", "model unpaired",
+        "model stage 1", "model paired", "model unisp",
     }
     # Noise-free colorimetric DNGs: only demosaicing and 10-bit quantisation separate a correct
     # render from the photo, so both classical renders score far above the same render without
@@ -173,3 +192,26 @@ def test_process_device_without_cuda_is_a_usage_error(monkeypatch, capsys):
         process_device.main(["--size", "64x96"])
     assert exit_info.value.code == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_unpaired_ablation_on_a_tiny_study(scripts, data, tmp_path, monkeypatch):
+    study, _ = scripts
+    monkeypatch.setattr(study, "GENERATORS", ("efficient_isp",))
+    monkeypatch.setitem(study.SIZES, "tiny", dataclasses.replace(study.SIZES["tiny"], generators=("efficient_isp",), second_camera=()))
+    study.main(["--tiny", "--data", str(data), "--out", str(tmp_path / "study")])
+    ablation = importlib.import_module("unpaired_ablation")
+    ablation.main(["--study", str(tmp_path / "study"), "--out", str(tmp_path / "ablation"), "--figure", str(tmp_path / "fig.png")])
+    result = json.loads((tmp_path / "ablation" / "results.json").read_text())
+    rows = list(result["rows"])
+    # The default, each lever set to the paper's; the paper, each lever set to the default's.
+    assert rows[0] == "default" and rows[len(ablation.LEVERS) + 1] == "paper"
+    assert len(rows) == 2 * (len(ablation.LEVERS) + 1)
+    # Each run is the recipe it names, from the study's stage-1 model and with its data.
+    runs = tmp_path / "ablation"
+    graded_off = load_config(TrainConfig, runs / "default_0" / "config.yaml")
+    assert graded_off.losses.graded == 0 and graded_off.losses.texture_swd > 0
+    paper_dla_off = load_config(TrainConfig, runs / "paper_6" / "config.yaml")
+    assert not paper_dla_off.losses.dla and paper_dla_off.losses.colour == 1 and paper_dla_off.d_lr == 1e-5
+    assert Path(paper_dla_off.init) == tmp_path / "study" / "runs" / "A" / "efficient_isp" / "stage1" / "model.safetensors"
+    # The figure: six crops side by side, 6-px gaps (the tiny study's 96-px photos give 96-px crops).
+    assert read_rgb(tmp_path / "fig.png").shape == (3, 96, 6 * 96 + 5 * 6)

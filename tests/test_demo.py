@@ -21,7 +21,7 @@ def test_demo_writes_its_outputs(tmp_path, monkeypatch):
     summary = run_demo(tmp_path / "out", settings=settings)
     out = tmp_path / "out"
     record = json.loads((out / "summary.json").read_text())
-    assert record["held_out"] == ["astronaut_br", "coffee_br", "motorcycle_br"]
+    assert record["held_out"] == ["kodim04", "kodim08", "kodim12", "kodim16", "kodim20", "kodim24"]
     assert set(record["mean"]) == {
         XHAT_ROW, "classical (bilinear)", "classical (malvar)", "classical (ahd)", "classical (menon)",
         "stage 1 (efficient_isp)", "stage 2, unpaired (efficient_isp)",
@@ -34,11 +34,19 @@ def test_demo_writes_its_outputs(tmp_path, monkeypatch):
     assert "Model card: stage 2" in (out / "report.html").read_text()  # the visual report (tests/eval/test_report.py)
 
 
-def test_packaged_demo_recipe_is_configs_demo_yaml():
-    assert asset("demo.yaml").read_text() == (CONFIGS / "demo.yaml").read_text()
+def test_demo_photo_groups_are_disjoint():
+    from unisp.demo import split_photos
+
+    groups = {side: {p.name for p in paths} for side, paths in split_photos().items()}
+    assert [len(groups[s]) for s in ("raw", "test", "rgb")] == [9, 6, 9]
+    assert not (groups["raw"] & groups["test"]) and not (groups["raw"] & groups["rgb"]) and not (groups["test"] & groups["rgb"])
 
 
-@pytest.mark.parametrize("name", ["stage1", "paired", "zrr_unpaired", "uispf_unpaired", "demo"])
+def test_packaged_demo_recipe_is_configs_unpaired_yaml():
+    assert asset("unpaired.yaml").read_text() == (CONFIGS / "unpaired.yaml").read_text()
+
+
+@pytest.mark.parametrize("name", ["stage1", "paired", "zrr_unpaired", "uispf_unpaired", "unpaired"])
 def test_recipes_load(name):
     config = load_config(TrainConfig, CONFIGS / f"{name}.yaml")
     assert config.batch_size >= 1

@@ -1,13 +1,15 @@
 """``unisp demo``: the main job on the embedded default data, with no download.
 
-1. Data: the colour photographs scikit-image ships, in two disjoint groups. The RAW group is
-   unprocessed into noisy synthetic 10-bit RAW (Brooks et al.); three quarters of each photo
-   train, the fourth quarter is held out with its ground truth. The RGB group is the unrelated
-   "good photos" folder of unpaired training.
+1. Data: the 24 Kodak photographs that ship with unisp (``assets/kodak``, 250×250), split by
+   position into three disjoint groups (:func:`split_photos`): the RAW side, unprocessed into
+   noisy 10-bit RAW by one synthetic camera (:data:`DEMO_CAMERA`: one colour matrix and noise
+   level; exposure and white balance drawn per shot, as a phone's are, and recorded in each
+   file); held-out photos, unprocessed the same way and scored against their ground truth; and
+   the unrelated "good photos" of unpaired training (other scenes).
 2. Stage 1: the Efficient ISP learns the classical render of the training RAW (no RGB needed).
-3. Stage 2: unpaired training from the stage-1 model with the paper's loss on the ``lite``
-   backbones (EfficientNet-Lite0, shipped in a wheel) and Dynamic Loss Adaptation.
-4. The held-out quarters against their ground truth: the paper's classical render X̂ (demosaic +
+3. Stage 2: unpaired training from the stage-1 model with unisp's default recipe
+   (``configs/unpaired.yaml``, docs/TRAINING.md).
+4. The held-out photos against their ground truth: the paper's classical render X̂ (demosaic +
    as-shot white balance + sRGB curve, the stage-1 target), the classical pipeline with the full
    metadata (as-shot white balance and colour matrix; three demosaicing methods), stage 1 and
    stage 2.
@@ -15,8 +17,8 @@
 
 It writes a side-by-side comparison per held-out image, the renders of the real frame, a
 summary (Markdown and JSON) and the visual report ``report.html`` (:mod:`unisp.eval.report`).
-The recipe of stage 2 is ``configs/demo.yaml`` (a copy ships in the package as
-``unisp/assets/demo.yaml``).
+The recipe of stage 2 is ``configs/unpaired.yaml`` (a copy ships in the package as
+``unisp/assets/unpaired.yaml``).
 """
 
 from __future__ import annotations
@@ -33,23 +35,33 @@ import torch
 
 from unisp.config import load_config
 from unisp.eval.evaluate import EvalResult, evaluate_images
-from unisp.fileio import read_rgb, write_image, write_text
+from unisp.fileio import list_images, read_rgb, write_bytes, write_image, write_text
 from unisp.isp.orientation import apply_orientation
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
 from unisp.process import run_tiled
-from unisp.raw.bayer import crop_to_even
 from unisp.raw.io import find_raw_files, read_raw
+from unisp.synth.camera import preset_ccm
+from unisp.synth.unprocess import SensorModel
 
 log = logging.getLogger(__name__)
 
 #: The bundled real frame (see src/unisp/assets/SOURCES.md).
 SAMPLE_RAW = "openisp_1920x1080_rggb10.png"
-#: The stage-2 recipe inside the package (identical to configs/demo.yaml; a test checks).
-DEMO_RECIPE = "demo.yaml"
-#: Bundled photos that become RAW (three quarters train, one quarter held out) ...
-RAW_PHOTOS = ("astronaut", "coffee", "motorcycle")
-#: ... and the disjoint photos that are the unrelated RGB side of unpaired training.
-RGB_PHOTOS = ("chelsea", "rocket")
+#: The stage-2 recipe inside the package (identical to configs/unpaired.yaml; a test checks).
+DEMO_RECIPE = "unpaired.yaml"
+#: The packaged photos (the Kodak PhotoCD set, 250×250; assets/SOURCES.md) ...
+PHOTOS = "kodak"
+#: ... of which every TEST_EVERY-th (sorted by name) is held out with its ground truth; the others
+#: alternate between the RAW side and the RGB side: 9 RAW, 9 RGB, 6 held out.
+TEST_EVERY = 4
+#: The demo's one camera: the colour matrix of Brooks et al.'s Huawei Nexus 6P (a phone), 10 bits,
+#: shot noise 0.004 (a phone at a moderate ISO: the upper third of Brooks et al.'s log-uniform range,
+#: 1e-4 to 1.2e-2; at 0.0011, their range's geometric middle, the classical render is nearly clean and
+#: the demo's 400-step stage 1 ends 1.8 dB below it, see docs/RESULTS.md) with read noise from their
+#: line log(read) = 2.18 · log(shot) + 1.20, and the photos' tone curve
+#: inverted; each shot draws its own exposure and white balance (``synthesize_folder(shot_gains=True)``),
+#: recorded in its file.
+DEMO_CAMERA = SensorModel(bits=10, rgb2cam=preset_ccm("huawei_nexus_6p"), shot_noise=4e-3, read_noise=1.97e-5, tone_curve=True)
 #: Demosaicing methods of the classical rows, cheapest first.
 DEMO_METHODS = ("bilinear", "malvar", "ahd", "menon")
 #: Row name of the paper's classical render X̂ (demosaic + white balance + gamma; the stage-1 target).
@@ -62,13 +74,13 @@ CACHE_ENV = "UNISP_CACHE"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Lengths of the demo's two training stages (the stage-2 recipe is otherwise demo.yaml).
+    """Lengths of the demo's two training stages (the stage-2 recipe is otherwise configs/unpaired.yaml).
 
     Attributes:
         stage1_steps, stage1_lr, stage1_patch: stage 1 (a higher learning rate than the paper's
             5e-4 because the run is about 50× shorter).
-        stage2_steps: stage 2; ``None`` keeps demo.yaml's.
-        batch_size: patches per step in both stages; ``None`` keeps demo.yaml's.
+        stage2_steps: stage 2; ``None`` keeps the recipe's.
+        batch_size: patches per step in both stages; ``None`` keeps the recipe's.
     """
 
     stage1_steps: int = 400
@@ -89,31 +101,23 @@ def asset(name: str) -> Path:
     return Path(str(resources.files("unisp") / "assets" / name))
 
 
+def split_photos() -> dict[str, list[Path]]:
+    """``{"raw", "test", "rgb"}`` → the packaged photos of each group (disjoint; see :data:`TEST_EVERY`)."""
+    photos = list_images(asset(PHOTOS))
+    test = photos[TEST_EVERY - 1 :: TEST_EVERY]
+    rest = [p for p in photos if p not in test]
+    return {"raw": rest[0::2], "test": test, "rgb": rest[1::2]}
+
+
 def demo_photos() -> tuple[Path, Path, Path]:
-    """``(raw_train, raw_test, rgb)`` photo folders, generated at first use into the cache.
-
-    Each RAW-group photo is cut into quarters: the bottom-right quarter goes to ``raw_test``, the
-    other three to ``raw_train``. The RGB-group photos go whole to ``rgb``.
-    """
-    from unisp.synth.bundled import bundled_photos
-
-    root = cache_dir() / "demo-photos"
-    folders = tuple(root / name for name in ("raw_train", "raw_test", "rgb"))
-    if all(f.is_dir() and any(f.glob("*.png")) for f in folders):
-        return folders
-    photos = bundled_photos()
-    for name in RAW_PHOTOS:
-        photo = photos[name]
-        h, w = (photo.shape[-2] // 4) * 2, (photo.shape[-1] // 4) * 2  # even quarter sizes
-        quarters = {
-            "tl": photo[:, :h, :w], "tr": photo[:, :h, w : 2 * w], "bl": photo[:, h : 2 * h, :w], "br": photo[:, h : 2 * h, w : 2 * w],
-        }
-        for key, quarter in quarters.items():
-            write_image((folders[1] if key == "br" else folders[0]) / f"{name}_{key}.png", quarter)
-    for name in RGB_PHOTOS:
-        photo = photos[name]
-        write_image(folders[2] / f"{name}.png", crop_to_even(photo))
-    return folders
+    """``(raw side, held out, rgb side)`` photo folders, copied from the package into the cache at first use."""
+    root = cache_dir() / "demo-photos-v2"  # v2: the Kodak split (the first demo used scikit-image's photos)
+    folders = {side: root / side for side in ("raw", "test", "rgb")}
+    for side, paths in split_photos().items():
+        for path in paths:
+            if not (folders[side] / path.name).is_file():
+                write_bytes(folders[side] / path.name, path.read_bytes())
+    return folders["raw"], folders["test"], folders["rgb"]
 
 
 def side_by_side(images: list[torch.Tensor], gap: int = 8) -> torch.Tensor:
@@ -153,10 +157,10 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
         reference_model = load_reference(reference).eval()
 
     # 1. Data.
-    raw_train, raw_test, rgb = demo_photos()
+    raw_side, held_out, rgb = demo_photos()
     data = out / "data"
-    synthesize_folder(raw_train, data / "train", seed=seed, noise=True, bits=10, tone_curve=False)
-    synthesize_folder(raw_test, data / "test", seed=seed + 1, noise=True, bits=10, tone_curve=False)
+    synthesize_folder(raw_side, data / "train", seed=seed, camera=DEMO_CAMERA, shot_gains=True)
+    synthesize_folder(held_out, data / "test", seed=seed + 1, camera=DEMO_CAMERA, shot_gains=True)
     common = [
         f"data.raw_dir={data / 'train' / 'raw'}",
         f"data.val_dir={data / 'test' / 'raw'}",
@@ -197,7 +201,7 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     stage2_summary = train(stage2_recipe, out / "stage2")
     stage2_seconds = time.perf_counter() - t0
 
-    # 4. Held-out quarters against ground truth.
+    # 4. Held-out photos against ground truth.
     stage1, _ = load_model(out / "stage1" / "model.safetensors")
     stage2, _ = load_model(out / "stage2" / "model.safetensors")
     test_files = find_raw_files(data / "test" / "raw")
@@ -226,21 +230,24 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
         write_image(out / f"sample_{key}.png", apply_orientation(image, sample.orientation))
 
     device = stage2_summary["device"]
+    split = split_photos()
     lines = [
         "# unisp demo",
         "",
-        f"RAW: noisy synthetic 10-bit RAW (Brooks et al. unprocessing) from {', '.join(RAW_PHOTOS)}; "
-        f"three quarters of each train, the bottom-right quarter is held out with its ground truth. "
-        f"Unrelated RGB photos for unpaired training: {', '.join(RGB_PHOTOS)} (all shipped with scikit-image).",
+        f"The 24 Kodak photographs shipped with unisp (250×250), in three disjoint groups: "
+        f"{len(split['raw'])} become noisy 10-bit RAW from one synthetic camera (Brooks et al. unprocessing; "
+        f"the Nexus 6P colour matrix, exposure and white balance per shot), {len(split['test'])} more are held out "
+        f"with their ground truth, and {len(split['rgb'])} others are the unrelated photos of unpaired training.",
         "",
         f"- stage 1: efficient_isp learns the classical render (demosaic + white balance + sRGB curve), "
         f"{stage1_recipe.steps} steps of {stage1_recipe.batch_size} × {stage1_recipe.data.patch}² RAW patches, "
         f"{stage1_seconds:.0f} s on {device}.",
-        f"- stage 2: unpaired, the paper's loss on the `{stage2_recipe.losses.profile}` backbones with Dynamic Loss "
-        f"Adaptation, {stage2_recipe.steps} steps of {stage2_recipe.batch_size} × {stage2_recipe.data.patch}² "
+        f"- stage 2: unpaired, unisp's default recipe (configs/unpaired.yaml: "
+        + ", ".join(f"{k} {v:g}" for k, v in stage2_summary["terms"].items())
+        + f"), {stage2_recipe.steps} steps of {stage2_recipe.batch_size} × {stage2_recipe.data.patch}² "
         f"patches, {stage2_seconds:.0f} s on {device}.",
         "",
-        "Held-out quarters against ground truth (RGB, [0, 1], full image, data range 1; mean over "
+        "Held-out photos against ground truth (RGB, [0, 1], full image, data range 1; mean over "
         f"{len(names)} images). X̂ is the paper's classical render and the stage-1 target (demosaic, "
         "as-shot white balance, sRGB curve); the other classical rows add the file's colour matrix: "
         "full metadata, which a learned ISP never sees:",
@@ -252,7 +259,7 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
         "Bundled real sensor frame (fast-openISP test image, 1920×1080 RGGB, 10-bit): "
         + ", ".join(f"`sample_{k}.png`" for k in renders)
         + ". A learned ISP is specific to the camera it was trained on: neither the demo's models "
-        "(synthetic sensors) nor the paper's released models (Zurich RAW-to-RGB's Huawei P20, "
+        "(a synthetic sensor) nor the paper's released models (Zurich RAW-to-RGB's Huawei P20, "
         "Fujifilm UltraISP's MediaTek sensor) have seen this sensor's colour response.",
         "",
         f"Total time {time.perf_counter() - started:.0f} s.",

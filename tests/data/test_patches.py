@@ -74,7 +74,10 @@ def test_paired_targets_follow_the_crop(tmp_path):
     rgb = torch.rand(3, 20, 20)
     write_image(tmp_path / "a.png", rgb, depth=16)
     ds = RawPatches(lambda i: flat_frame(500), 1, 8, samples=4, rgb_files=[tmp_path / "a.png"], seed=1)
-    target = ds[2]["target"]
+    item = ds[2]
+    # X̂ is rendered as without RGB files (the paper's content reference in paired modes) ...
+    assert torch.equal(item["target"], RawPatches(lambda i: flat_frame(500), 1, 8, samples=4, seed=1)[2]["target"])
+    target = item["aligned"]  # ... and the aligned crop comes beside it
     # The target is an 8×8 window of the RGB image (possibly mirrored): each row must be found in it.
     full = torch.round(rgb * 65535)
     t = torch.round(target * 65535)

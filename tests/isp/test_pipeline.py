@@ -180,3 +180,29 @@ def test_config_through_the_yaml_loader(tmp_path):
     assert load_config(ISPConfig, path) == ISPConfig(demosaic="menon", tone_curve=True)
     with pytest.raises(ConfigError, match="demosaic"):
         load_config(ISPConfig, path, ["demosaic=nearest"])
+
+
+def test_gamma22_transfer_and_stretch_hand_computed():
+    # The paper's released loader: linear RGB stretched min–max per image, then x^(1/2.2).
+    # Flat colour (472, 236, 354)/959 as in test_flat_grey_frame_hand_computed, plus one darker
+    # sample: after demosaicing the image spans [lo, hi]; stretching maps hi → 1, lo → 0.
+    frame = RawFrame(np.full((6, 8), 300, np.uint16), "RGGB", (BLACK,) * 4, WHITE, wb_gains=GAINS)
+    plain = render_frame(frame, ISPConfig(demosaic="bilinear", color_matrix="identity", transfer="gamma22"))
+    expected = torch.tensor([472 / 959, 236 / 959, 354 / 959]) ** (1 / 2.2)
+    torch.testing.assert_close(plain, expected.view(3, 1, 1).expand(3, 6, 8), atol=1e-6, rtol=0)
+    stretched = render_frame(frame, ISPConfig(demosaic="bilinear", color_matrix="identity", transfer="gamma22", stretch=True))
+    # Linear (0.49218, 0.24609, 0.36913): stretched to (1, 0, 0.5), then ^(1/2.2).
+    torch.testing.assert_close(stretched[:, 0, 0], torch.tensor([1.0, 0.0, 0.5 ** (1 / 2.2)]), atol=1e-5, rtol=0)
+
+
+def test_stretch_uses_each_whole_image_across_bands():
+    # Taller than one band of rows: the extremes are the whole image's, so banding changes nothing.
+    g = torch.Generator().manual_seed(0)
+    planes = torch.rand(2, 4, 80, 12, generator=g) * 0.5
+    config = ISPConfig(demosaic="malvar", color_matrix="identity", stretch=True)
+    out = render(planes, "RGGB", wb_gains=torch.ones(3), config=config)
+    for image in out:
+        assert image.min().item() == pytest.approx(0.0, abs=1e-6) and image.max().item() == pytest.approx(1.0, abs=1e-6)
+    # Each image of the batch by its own extremes: a brighter copy stretches to the same picture.
+    both = render(torch.stack([planes[0], planes[0] * 1.5]), "RGGB", wb_gains=torch.ones(3), config=dataclasses.replace(config, clip=False))
+    torch.testing.assert_close(both[0], both[1], atol=1e-5, rtol=0)

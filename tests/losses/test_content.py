@@ -115,3 +115,14 @@ def test_pooled_gradcheck():
 def test_rejects_bad_pool(pool):
     with pytest.raises(ValueError, match="content pooling"):
         content_view(torch.zeros(1, 3, 4, 4), pool)
+
+
+def test_lab_luma_is_cie_lightness_over_100():
+    # The released code's content view: kornia rgb_to_lab, L/100. sRGB 0.5 → L* 53.389 (CIE 15:2004).
+    view = content_view(solid(0.5, 0.5, 0.5, size=(1, 3, 2, 2)), luma="lab")
+    torch.testing.assert_close(view, torch.full((1, 3, 2, 2), 0.53389), atol=1e-4, rtol=0)
+    # Identity features: the loss is the squared difference of the two lightnesses.
+    loss = content_loss(solid(1.0, 1.0, 1.0), solid(0.0, 0.0, 0.0), Identity(), luma="lab")
+    assert loss.item() == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="luma"):
+        content_view(solid(0.5, 0.5, 0.5), luma="y")

@@ -266,10 +266,13 @@ def test_random_profile_end_to_end():
 
 def test_config_defaults_are_the_papers():
     config = UnpairedLossConfig()
-    assert (config.blur_size, config.blur_sigma, config.r1_gamma, config.r2_gamma, config.leaky_slope) == (21, 3.0, 10.0, 10.0, 0.2)
+    assert (config.blur_size, config.blur_sigma, config.r1_gamma, config.r2_gamma, config.leaky_slope) == (21, 3.0, 1000.0, 1000.0, 0.2)
     assert config.dla and config.profile == "lite" and config.content_pool == 1
-    assert config.multipliers() == dict.fromkeys(TERMS, 1.0)
+    # unisp's own terms are off: the defaults train the paper's loss.
+    assert config.multipliers() == {**dict.fromkeys(TERMS, 1.0), "graded": 0.0, "texture_swd": 0.0}
     assert TERMS == ("content", "colour", "texture_low", "texture_high", "tv")
+    # The released code's penalty: 100 × (γ/2)·E‖∇D‖² with γ = 10.
+    assert config.r1_gamma / 2 == 100 * 10 / 2
 
 
 @pytest.mark.parametrize(

@@ -192,3 +192,18 @@ def test_fixed_camera(sources, tmp_path):
     record = json.loads((out / "dataset.json").read_text())
     assert (record["bits"], record["black_level"], record["noise"], record["tone_curve"]) == (12, 200, True, False)
     assert read_raw(out / "raw" / "a.png").white_level == 4095
+
+
+def test_fixed_camera_with_shot_gains(sources, tmp_path):
+    """``shot_gains``: one camera's matrix and noise, each photo's own exposure and white balance, recorded."""
+    camera = SensorModel(bits=10, rgb_gain=1.0, red_gain=2.0, blue_gain=1.7, shot_noise=0.001, read_noise=1e-5)
+    out = tmp_path / "synth"
+    synthesize_folder(sources, out, seed=0, camera=camera, shot_gains=True)
+    models = [SensorModel.from_dict(json.loads((out / "raw" / f"{n}.json").read_text())["sensor_model"]) for n in "ab"]
+    for model in models:
+        assert torch.equal(model.rgb2cam, camera.rgb2cam) and (model.shot_noise, model.read_noise) == (0.001, 1e-5)
+        assert 1.9 <= model.red_gain <= 2.4 and 1.5 <= model.blue_gain <= 1.9  # Brooks et al.'s ranges
+    assert models[0].red_gain != models[1].red_gain and models[0].rgb_gain != models[1].rgb_gain
+    # The file records the shot's white balance: red over green is the drawn red gain.
+    frame = read_raw(out / "raw" / "a.png")
+    assert frame.wb_gains[0] / frame.wb_gains[1] == pytest.approx(models[0].red_gain, rel=1e-6)

@@ -136,8 +136,8 @@ def inject_nan(monkeypatch, calls: dict[int, str]) -> None:
     original = Objective.generator_terms
     count = [0]
 
-    def patched(self, fake, batch):
-        terms, dbatch = original(self, fake, batch)
+    def patched(self, fake, batch, step):
+        terms, dbatch = original(self, fake, batch, step)
         count[0] += 1
         kind = calls.get(count[0])
         if kind is not None:

@@ -7,6 +7,7 @@ import torch
 
 from unisp.config import load_config
 from unisp.errors import ConfigError
+from unisp.eval.report import curve_groups
 from unisp.models.checkpoint import load_model
 from unisp.train.config import TrainConfig
 from unisp.train.loop import train
@@ -134,3 +135,77 @@ def test_tensorboard_logs(tiny_set, tmp_path):
     tags = acc.Tags()
     assert {"loss/content", "dla_weight/colour", "grad_norm/tv", "d/colour/d_real"} <= set(tags["scalars"])
     assert tags["images"] == ["reference | output | real"]
+
+
+def test_paired_rows_compare_content_with_the_render_as_the_released_code_does(tiny_set):
+    # The released paired training is the unpaired one with shuffled=False: content against X̂,
+    # the aligned photo only as the discriminators' real image. `content_reference: aligned`
+    # keeps unisp's earlier behaviour (content against the aligned photo).
+    from unisp.losses.content import content_loss
+
+    g = torch.Generator().manual_seed(0)
+    fake = torch.rand(2, 3, 32, 32, generator=g, requires_grad=True)
+    batch = {"target": torch.rand(2, 3, 32, 32, generator=g), "aligned": torch.rand(2, 3, 32, 32, generator=g)}
+    for mode in ("paired", "paired_no_adv"):
+        objective = Objective(recipe(tiny_set, mode=mode))
+        terms, _ = objective.generator_terms(fake, batch)
+        backbones = objective.criterion.backbones
+        torch.testing.assert_close(terms["content"], content_loss(fake, batch["target"], backbones))
+        assert not torch.allclose(terms["content"], content_loss(fake, batch["aligned"], backbones))
+    objective = Objective(recipe(tiny_set, mode="paired", content_reference="aligned"))
+    terms, _ = objective.generator_terms(fake, batch)
+    torch.testing.assert_close(terms["content"], content_loss(fake, batch["aligned"], objective.criterion.backbones))
+    with pytest.raises(ConfigError, match="content_reference"):
+        recipe(tiny_set, mode="unpaired", content_reference="aligned")
+
+
+def test_paired_pixel_terms_compare_with_the_aligned_photo(tiny_set):
+    # Supervised training (configs/paired.yaml) is paired mode with pixel terms: against the photo.
+    off = {f"losses.{t}": 0 for t in ("content", "colour", "texture_low", "texture_high", "tv")}
+    objective = Objective(recipe(tiny_set, mode="paired", **{"pixel.l1": 1, **off}))
+    fake, xhat, aligned = torch.full((1, 3, 32, 32), 0.5), torch.full((1, 3, 32, 32), 0.5), torch.full((1, 3, 32, 32), 0.25)
+    terms, _ = objective.generator_terms(fake, {"target": xhat, "aligned": aligned})
+    assert terms["l1"].item() == pytest.approx(0.25)
+
+
+def default_recipe(tiny_set, **overrides) -> TrainConfig:
+    """configs/unpaired.yaml on the tiny set (unisp's own terms only)."""
+    from pathlib import Path
+
+    base = recipe(tiny_set)
+    config_file = Path(__file__).resolve().parents[2] / "configs" / "unpaired.yaml"
+    args = [f"data.raw_dir={base.data.raw_dir}", f"data.rgb_dir={base.data.rgb_dir}", "data.patch=32",
+            "data.samples_per_epoch=16", "data.val_fraction=0.34", "batch_size=4", "steps=4", "log_every=1",
+            "val_every=4", "ckpt_every=2", "device=cpu", "tensorboard=false", "losses.swd_samples=256"]
+    return load_config(TrainConfig, config_file, args + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def test_default_recipe_trains_with_its_own_terms_and_writes_its_grading(tiny_set, tmp_path):
+    import json
+
+    config = default_recipe(tiny_set)
+    assert active_terms(config) == {"graded": 1.0, "texture_swd": 3.0}
+    summary = train(config, tmp_path / "run")
+    assert summary["steps"] == 4 and set(summary["terms"]) == {"graded", "texture_swd"}
+    records = [r for r in RunDir(tmp_path / "run").metrics() if "loss/total" in r]
+    assert all({"loss/graded", "loss/texture_swd"} <= set(r) and not any(k.startswith("d/") for k in r) for r in records)
+    # The report draws both terms in its loss chart.
+    assert {"graded", "texture_swd"} <= set(curve_groups(RunDir(tmp_path / "run").metrics())["Loss terms"])
+    curves = json.loads((tmp_path / "run" / "grading.json").read_text())
+    assert set(curves) == {"lightness", "chroma"}
+
+
+def test_default_recipe_resumes_exactly(tiny_set, tmp_path):
+    # The grading is refitted from the same files and the texture term's random stream is seeded
+    # by the step: a resumed run repeats the uninterrupted one.
+    train(default_recipe(tiny_set), tmp_path / "full")
+    train(default_recipe(tiny_set, steps=2), tmp_path / "part")
+    train(default_recipe(tiny_set), tmp_path / "part", resume=True)
+    a, _ = load_model(tmp_path / "full" / "model.safetensors")
+    b, _ = load_model(tmp_path / "part" / "model.safetensors")
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_graded_term_needs_a_grading(tiny_set):
+    with pytest.raises(ConfigError, match="grading"):
+        Objective(default_recipe(tiny_set))

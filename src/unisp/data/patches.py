@@ -54,9 +54,9 @@ class RawPatches(Dataset):
     """Random patches of a RAW collection with their training target.
 
     Each item is a dict with ``raw``: ``(4, size/2, size/2)`` canonical planes normalised to [0, 1],
-    and ``target``: ``(3, size, size)`` sRGB in [0, 1] — the classical render of the same patch
-    (stage 1 and the content target of unpaired training; no RGB needed) or, when ``rgb_files``
-    are given, the aligned crop of the paired RGB image.
+    ``target``: ``(3, size, size)`` sRGB in [0, 1], the classical render X̂ of the same patch (the
+    stage-1 target and the paper's content reference; no RGB needed) and, when ``rgb_files`` are
+    given, ``aligned``: the aligned crop of the paired RGB image.
 
     Items are random but reproducible: item ``i`` of epoch ``e`` is drawn from a generator seeded
     with ``(seed, e, i)``, so resuming or changing the number of workers does not change the data.
@@ -67,7 +67,7 @@ class RawPatches(Dataset):
         size: patch edge in mosaic pixels (even).
         samples: items per epoch.
         rgb_files: paired targets, aligned pixel for pixel with the mosaics, or None.
-        isp: the classical render used as target when there are no RGB files.
+        isp: the classical render X̂.
         flips: random Bayer-safe horizontal and vertical flips.
         seed: base seed.
     """
@@ -114,6 +114,9 @@ class RawPatches(Dataset):
         mosaic = bayer_safe_crop(frame.mosaic, top, left, self.size, hflip, vflip)
         planes = torch.from_numpy(pack(np.ascontiguousarray(mosaic), frame.cfa).astype(np.float32))
         planes = normalize(planes[None], frame.black_level, frame.white_level)
+        gains = None if frame.wb_gains is None else torch.tensor(frame.wb_gains)
+        matrix = None if frame.cam_to_srgb is None else torch.from_numpy(frame.cam_to_srgb).float()
+        item = {"raw": planes[0], "target": render(planes, frame.cfa, wb_gains=gains, cam_to_srgb=matrix, config=self.isp)[0]}
         if self.rgb_files is not None:
             rgb = read_rgb(self.rgb_files[i])
             if rgb.shape[-2:] != (frame.height, frame.width):
@@ -121,11 +124,8 @@ class RawPatches(Dataset):
                     f"{self.rgb_files[i]}: {rgb.shape[-1]}×{rgb.shape[-2]} does not match its RAW "
                     f"{frame.width}×{frame.height}"
                 )
-            target = bayer_safe_crop(rgb, top, left, self.size, hflip, vflip).contiguous()
-        else:
-            gains = None if frame.wb_gains is None else torch.tensor(frame.wb_gains)
-            target = render(planes, frame.cfa, wb_gains=gains, config=self.isp)[0]
-        return {"raw": planes[0], "target": target}
+            item["aligned"] = bayer_safe_crop(rgb, top, left, self.size, hflip, vflip).contiguous()
+        return item
 
 
 class FrameCache:

@@ -685,17 +685,21 @@ def run_facts(folder: Path, config: Any) -> list[tuple[str, str]]:
         info = json.loads(info_path.read_text(encoding="utf-8"))
         facts += [(k, str(info[k])) for k in ("started", "command", "device", "git", "unisp_version", "torch_version") if info.get(k)]
     if config is not None:
+        discriminators = config.mode in ("unpaired", "paired") and any(
+            getattr(config.losses, t) > 0 for t in ("colour", "texture_low", "texture_high"))
         facts += [
             ("mode", config.mode),
             ("model", config.model + (f" (from {config.init})" if config.init else "")),
             ("steps", f"{config.steps} × batch {config.batch_size} × {config.data.patch}² patches"),
             ("learning rate", f"G {config.lr:g}"
-             + (f", D {config.d_lr:g} every {config.d_every} step(s)" if config.mode in ("unpaired", "paired") else "")
+             + (f", D {config.d_lr:g} every {config.d_every} step(s)" if discriminators else "")
              + ("" if config.lr_schedule == "constant" else f"; {config.lr_schedule} schedule")),
             ("RAW", config.data.raw_dir),
         ]
         if config.data.rgb_dir:
             facts.append(("RGB", config.data.rgb_dir))
-        if config.mode in ("unpaired", "paired"):
-            facts.append(("loss", f"backbones {config.losses.profile}, DLA {'on' if config.losses.dla else 'off'}"))
+        if config.mode != "stage1":
+            terms = {k: v for k, v in config.losses.multipliers().items() if v > 0}
+            facts.append(("loss", ", ".join(f"{k} {v:g}" for k, v in terms.items())
+                          + f"; backbones {config.losses.profile}, DLA {'on' if config.losses.dla else 'off'}"))
     return facts

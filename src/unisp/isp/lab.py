@@ -1,7 +1,8 @@
-"""Linear RGB → CIELAB (IEC 61966-2-1:1999 primaries, CIE 15:2004 formulas), on tensors.
+"""Linear RGB ↔ CIELAB (IEC 61966-2-1:1999 primaries, CIE 15:2004 formulas), on tensors.
 
-Used by the ΔE2000 metric (:mod:`unisp.eval.metrics`, after decoding sRGB) and by AHD
-demosaicing's homogeneity test (:mod:`unisp.isp.demosaic`, on linear values).
+Used by the ΔE2000 metric (:mod:`unisp.eval.metrics`, after decoding sRGB), by AHD
+demosaicing's homogeneity test (:mod:`unisp.isp.demosaic`, on linear values) and by colour
+grading (:mod:`unisp.isp.grading`, both directions).
 """
 
 from __future__ import annotations
@@ -48,3 +49,22 @@ def linear_rgb_to_lab(linear: torch.Tensor) -> torch.Tensor:
     fx, fy, fz = f.unbind(-3)
     lightness = LAB_L_SCALE * fy - LAB_L_OFFSET
     return torch.stack([lightness, LAB_A_SCALE * (fx - fy), LAB_B_SCALE * (fy - fz)], dim=-3)
+
+
+def lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """CIELAB (D65 white) ``(..., 3, H, W)`` → linear sRGB-primaries RGB: the inverse of :func:`linear_rgb_to_lab`.
+
+    Colours outside the sRGB gamut come back outside [0, 1] (not clamped).
+
+    Example:
+        >>> lab_to_linear_rgb(torch.tensor([100.0, 0.0, 0.0]).view(3, 1, 1)).flatten()
+        tensor([1.0000, 1.0000, 1.0000])
+    """
+    lightness, a, b = lab.unbind(-3)
+    fy = (lightness + LAB_L_OFFSET) / LAB_L_SCALE
+    f = torch.stack([fy + a / LAB_A_SCALE, fy, fy - b / LAB_B_SCALE], dim=-3)
+    # The inverse of f: t³ above 6/29, else 3·(6/29)²·(t − 4/29) (CIE 15:2004).
+    xyz = torch.where(f > LAB_DELTA, f.pow(3), 3 * LAB_DELTA**2 * (f - 4.0 / 29.0))
+    white = torch.tensor(D65_WHITE_XYZ, dtype=lab.dtype, device=lab.device)
+    inverse = torch.linalg.inv(torch.tensor(SRGB_TO_XYZ, dtype=torch.float64)).to(lab.dtype).to(lab.device)
+    return torch.einsum("ij,...jhw->...ihw", inverse, xyz * white[:, None, None])

@@ -7,7 +7,8 @@ Stages, in order (the forward direction of Brooks et al.'s unprocessing, CVPR 20
 2. CFA  unpack to the mosaic of the frame's pattern and demosaic (bilinear / malvar / ahd / menon);
 3. CCM  camera RGB → linear sRGB (the frame's matrix, or identity);
 4.      clip to [0, 1];
-5. GAC  sRGB transfer curve (IEC 61966-2-1);
+5. GAC  transfer curve: sRGB (IEC 61966-2-1) or a pure power law 1/2.2; with ``stretch``, each
+        image's linear RGB is first stretched min–max to [0, 1] (the paper's released loader);
 6.      optional smoothstep tone curve, last.
 
 Black-level correction (BLC) comes before :func:`render`: it takes planes already normalised
@@ -42,9 +43,14 @@ log = logging.getLogger(__name__)
 
 WhiteBalanceMode = Literal["as_shot", "gray_world", "none"]
 ColorMatrixSource = Literal["metadata", "identity"]
+#: ``srgb``: the IEC 61966-2-1 curve; ``gamma22``: ``x^(1/2.2)``, the curve of the paper's released loader.
+TransferCurve = Literal["srgb", "gamma22"]
+#: Exponent of the ``gamma22`` transfer curve.
+GAMMA_22 = 2.2
 
 #: Choice fields of :class:`ISPConfig` and the type listing their allowed values.
-_CHOICES = {"demosaic": DemosaicMethod, "white_balance": WhiteBalanceMode, "color_matrix": ColorMatrixSource}
+_CHOICES = {"demosaic": DemosaicMethod, "white_balance": WhiteBalanceMode, "color_matrix": ColorMatrixSource,
+            "transfer": TransferCurve}
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,13 @@ class ISPConfig:
             ``"gray_world"`` or ``"none"``.
         color_matrix: ``"metadata"`` (the frame's camera→sRGB matrix; identity when it has
             none) or ``"identity"``.
-        tone_curve: apply the smoothstep S-curve after the sRGB curve.
+        tone_curve: apply the smoothstep S-curve after the transfer curve.
         clip: clip the white-balanced planes to [0, 1] before demosaicing, as Brooks et al.'s
             ``process()`` does, so that clipped highlights stay white through the colour matrix.
             The output is in [0, 1] either way.
+        transfer: see :data:`TransferCurve`.
+        stretch: stretch each image's linear RGB to [0, 1] by its own minimum and maximum (over
+            all channels) before the transfer curve, as the paper's released loader does for X̂.
     """
 
     demosaic: DemosaicMethod = "ahd"
@@ -70,6 +79,8 @@ class ISPConfig:
     color_matrix: ColorMatrixSource = "metadata"
     tone_curve: bool = False
     clip: bool = True
+    transfer: TransferCurve = "srgb"
+    stretch: bool = False
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -78,7 +89,7 @@ class ISPConfig:
             if value not in allowed:
                 options = ", ".join(repr(a) for a in allowed)
                 raise ConfigError(f"ISPConfig.{name} must be one of {options}, got {value!r}")
-        for name in ("tone_curve", "clip"):
+        for name in ("tone_curve", "clip", "stretch"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"ISPConfig.{name} must be true or false, got {value!r}")
@@ -124,24 +135,52 @@ def render(
             log.info("no as-shot white balance given: using gray world")
         wb_gains = gray_world_gains(planes)
 
-    def stages(planes: torch.Tensor) -> torch.Tensor:
+    def linear(planes: torch.Tensor) -> torch.Tensor:
         if config.white_balance != "none":
             planes = apply_white_balance(planes, wb_gains)
         if config.clip:
             planes = planes.clamp(0.0, 1.0)
         mosaic = unpack(planes, cfa).unsqueeze(1)
         rgb = demosaic(mosaic, cfa, config.demosaic)
-        if config.color_matrix == "metadata":
-            rgb = apply_ccm(rgb, cam_to_srgb)
-        out = srgb_encode(rgb.clamp(0.0, 1.0))
-        return smoothstep(out) if config.tone_curve else out
+        return rgb if config.color_matrix != "metadata" else apply_ccm(rgb, cam_to_srgb)
+
+    def stages(planes: torch.Tensor) -> torch.Tensor:
+        return encode(linear(planes), config)
 
     # Every stage but demosaicing is per pixel, so bands of packed rows overlapping by the
-    # demosaicer's reach (in packed rows, rounded up) give the one-pass result.
+    # demosaicer's reach (in packed rows, rounded up) give the one-pass result. The stretch
+    # needs each whole image's extremes: the linear image is made first, then stretched and encoded.
+    run = linear if config.stretch else stages
     if config.demosaic not in DEMOSAIC_REACH:
-        return stages(planes)
-    halo = math.ceil(DEMOSAIC_REACH[config.demosaic] / 2)
-    return map_row_bands(stages, planes, RENDER_BAND_ROWS, halo, scale=2)
+        out = run(planes)
+    else:
+        out = map_row_bands(run, planes, RENDER_BAND_ROWS, math.ceil(DEMOSAIC_REACH[config.demosaic] / 2), scale=2)
+    return encode(stretch(out), config) if config.stretch else out
+
+
+def stretch(rgb: torch.Tensor) -> torch.Tensor:
+    """Each image of ``(B, 3, H, W)`` mapped linearly so that its minimum is 0 and its maximum 1.
+
+    An image without range (constant) becomes 0. Over all three channels together, so colours
+    keep their ratios to each other's offsets (the paper's released loader: ``(x − min) / (max − min)``).
+
+    Example:
+        >>> stretch(torch.tensor([0.2, 0.3, 0.6]).view(1, 3, 1, 1)).flatten()
+        tensor([0.0000, 0.2500, 1.0000])
+    """
+    lo = rgb.amin(dim=(1, 2, 3), keepdim=True)
+    hi = rgb.amax(dim=(1, 2, 3), keepdim=True)
+    return (rgb - lo) / (hi - lo).clamp_min(torch.finfo(rgb.dtype).tiny)
+
+
+def encode(rgb: torch.Tensor, config: ISPConfig) -> torch.Tensor:
+    """Linear RGB → display values: clip to [0, 1], the transfer curve, the optional tone curve."""
+    rgb = rgb.clamp(0.0, 1.0)
+    if config.transfer == "srgb":
+        out = srgb_encode(rgb)
+    else:  # exactly 0 at 0; the clamp keeps the gradient finite there
+        out = torch.where(rgb > 0, rgb.clamp_min(1e-12).pow(1 / GAMMA_22), torch.zeros_like(rgb))
+    return smoothstep(out) if config.tone_curve else out
 
 
 def render_frame(frame: RawFrame, config: ISPConfig = ISPConfig(), device: torch.device | str | None = None) -> torch.Tensor:

@@ -67,6 +67,11 @@ def gaussian_blur(rgb: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
     return F.conv2d(x, taps.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels)
 
 
+def blur_sigma(rgb: torch.Tensor, sigma: float) -> torch.Tensor:
+    """:func:`gaussian_blur` with σ ``sigma`` px and a kernel of side 6σ + 1 (rounded to odd), which holds 99.7 % of the mass."""
+    return gaussian_blur(rgb, 2 * round(3 * sigma) + 1, sigma)
+
+
 def colour_features(rgb: torch.Tensor, backbones: nn.Module, blur_size: int, blur_sigma: float) -> torch.Tensor:
     """Colour tokens of an RGB batch: blur, bilinear resize to ``backbones.spec.colour_size``, backbone.
 

@@ -1,15 +1,17 @@
 """The stage-2 loss settings: backbones, per-term multipliers, DLA, blur and GAN penalties.
 
 Defaults are the paper's ("Learned Lightweight Smartphone ISP with Unpaired Data", Arhire &
-Timofte, CVPRW 2025): a 21×21 Gaussian blur with σ = 3 before the colour discriminator, R1 and
-R2 penalties with γ = 10, LeakyReLU slope 0.2 in the discriminators, every term multiplier 1
-after Dynamic Loss Adaptation. The default backbone profile is ``lite`` (installs offline).
+Timofte, CVPRW 2025) as its released code computes them: a 21×21 Gaussian blur with σ = 3 before
+the colour discriminator, R1 and R2 penalties of 500·E‖∇D‖² (:data:`RELEASED_GAMMA`), LeakyReLU
+slope 0.2 in the discriminators, every paper term's multiplier 1 after Dynamic Loss Adaptation,
+unisp's own terms off. The default backbone profile is ``lite`` (installs offline).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from unisp.errors import ConfigError
 from unisp.losses.weights import PROFILES, Profile
@@ -18,6 +20,21 @@ from unisp.losses.weights import PROFILES, Profile
 #: colour (adversarial on blurred ViT tokens), texture_low / texture_high (adversarial on the
 #: AlexNet relu1 / relu4 maps of the grayscale image) and total variation.
 TERMS: tuple[str, ...] = ("content", "colour", "texture_low", "texture_high", "tv")
+#: unisp's own terms (not the paper's; docs/TRAINING.md), which need neither backbones nor
+#: discriminators: ``graded`` (L1 to the classical render graded to the RGB set's lightness and
+#: chroma, both blurred) and ``texture_swd`` (sliced Wasserstein distance between high-pass patches
+#: of the output and of the RGB photos).
+UNISP_TERMS: tuple[str, ...] = ("graded", "texture_swd")
+#: How the content view turns RGB into one channel: ``rec601`` (0.299R + 0.587G + 0.114B on the
+#: sRGB values) or ``lab`` (CIE L*/100, as the paper's released code computes it with kornia's
+#: ``rgb_to_lab``); replicated to three channels either way.
+ContentLuma = Literal["rec601", "lab"]
+
+#: γ of the R1 and R2 penalties γ/2 · E‖∇D‖² that reproduces the released code (commit 0944b44,
+#: ``losses/gan_loss.py``, ``compute_discriminator_loss``): it multiplies each zero-centred
+#: penalty by 100, then adds (γ/2)·(r1 + r2) with the paper's γ = 10, i.e. 500·E‖∇D‖² per sample,
+#: which is γ/2 with γ = 1000 here.
+RELEASED_GAMMA = 1000.0
 
 #: Prefix of every key in error messages: the section of the training recipe holding this config.
 CONFIG_SECTION = "losses"
@@ -40,9 +57,23 @@ class UnpairedLossConfig:
             noisy RAW may want more).
         blur_size: side of the Gaussian blur before the colour branch (odd; the paper: 21).
         blur_sigma: its standard deviation in pixels (the paper: 3).
-        r1_gamma: γ of the R1 penalty on real features (the paper: 10).
-        r2_gamma: γ of the R2 penalty on fake features (the paper: 10).
+        r1_gamma: γ of the R1 penalty γ/2 · E‖∇D‖² on real features (:data:`RELEASED_GAMMA`;
+            the paper's text says 10, its code weighs the penalty 100 times more).
+        r2_gamma: the same on fake features.
         leaky_slope: negative slope of the discriminators' LeakyReLUs (the paper: 0.2).
+        content_luma: see :data:`ContentLuma` (the paper's released code: ``lab``).
+        graded: multiplier of unisp's ``graded`` term (0: off, the paper).
+        graded_blur: σ in pixels of the Gaussian blur applied to the output and to the graded
+            render before their L1 distance: the render carries the sensor's noise, which the
+            generator should not copy; the finest scale is left to ``texture_swd``.
+        grading_pool: average pooling of X̂ and of the photos before the grading curves are
+            fitted (:func:`unisp.isp.grading.fit_grading`).
+        texture_swd: multiplier of unisp's ``texture_swd`` term (0: off, the paper).
+        swd_sigma: σ of the blur whose difference from the image is the high pass the texture
+            term compares.
+        swd_patch: side of the high-pass windows compared (odd).
+        swd_samples: windows drawn from each side per step.
+        swd_directions: random projections per step.
     """
 
     profile: Profile = "lite"
@@ -57,18 +88,27 @@ class UnpairedLossConfig:
     content_pool: int = 1
     blur_size: int = 21
     blur_sigma: float = 3.0
-    r1_gamma: float = 10.0
-    r2_gamma: float = 10.0
+    r1_gamma: float = RELEASED_GAMMA
+    r2_gamma: float = RELEASED_GAMMA
     leaky_slope: float = 0.2
+    content_luma: ContentLuma = "rec601"
+    graded: float = 0.0
+    graded_blur: float = 3.0
+    grading_pool: int = 4
+    texture_swd: float = 0.0
+    swd_sigma: float = 2.0
+    swd_patch: int = 5
+    swd_samples: int = 4096
+    swd_directions: int = 64
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             _fail("profile", f"must be one of {', '.join(PROFILES)}", self.profile)
-        for key in (*TERMS, "r1_gamma", "r2_gamma", "leaky_slope"):
+        for key in (*TERMS, *UNISP_TERMS, "r1_gamma", "r2_gamma", "leaky_slope", "graded_blur"):
             value = getattr(self, key)
             if not _finite_number(value) or value < 0:
                 _fail(key, "must be a finite number ≥ 0", value)
-        for key in ("dla_eps", "blur_sigma"):
+        for key in ("dla_eps", "blur_sigma", "swd_sigma"):
             value = getattr(self, key)
             if not _finite_number(value) or value <= 0:
                 _fail(key, "must be a finite number > 0", value)
@@ -76,12 +116,18 @@ class UnpairedLossConfig:
             _fail("blur_size", "must be an odd positive integer", self.blur_size)
         if isinstance(self.content_pool, bool) or not isinstance(self.content_pool, int) or self.content_pool < 1:
             _fail("content_pool", "must be a positive integer", self.content_pool)
+        for key in ("grading_pool", "swd_samples", "swd_directions"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                _fail(key, "must be a positive integer", value)
+        if isinstance(self.swd_patch, bool) or not isinstance(self.swd_patch, int) or self.swd_patch < 1 or self.swd_patch % 2 == 0:
+            _fail("swd_patch", "must be an odd positive integer", self.swd_patch)
         if self.leaky_slope >= 1:
             _fail("leaky_slope", "must be below 1", self.leaky_slope)
 
     def multipliers(self) -> dict[str, float]:
-        """``{term: multiplier}`` for every name in :data:`TERMS`."""
-        return {name: float(getattr(self, name)) for name in TERMS}
+        """``{term: multiplier}`` for every name in :data:`TERMS` and :data:`UNISP_TERMS`."""
+        return {name: float(getattr(self, name)) for name in (*TERMS, *UNISP_TERMS)}
 
 
 def _finite_number(value: object) -> bool:

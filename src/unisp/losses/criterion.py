@@ -119,11 +119,11 @@ class UnpairedCriterion(nn.Module):
         """
         if fake.shape != content_ref.shape:
             raise ValueError(f"fake and content_ref need equal shapes, got {tuple(fake.shape)} and {tuple(content_ref.shape)}")
-        pool = self.config.content_pool
+        pool, luma = self.config.content_pool, self.config.content_luma
         batch = DiscriminatorBatch()
         if not self.adversarial:
-            content = self.backbones.content_features(content_view(fake, pool))
-            return {"content": content_loss_from_features(content, content_ref, self.backbones, pool), "tv": total_variation(fake)}, batch
+            content = self.backbones.content_features(content_view(fake, pool, luma))
+            return {"content": content_loss_from_features(content, content_ref, self.backbones, pool, luma), "tv": total_variation(fake)}, batch
         expected = (fake.shape[0], 3, self.patch, self.patch)
         if tuple(fake.shape) != expected or tuple(real.shape) != expected:
             raise ValueError(
@@ -131,13 +131,13 @@ class UnpairedCriterion(nn.Module):
                 f"got {tuple(fake.shape)} and {tuple(real.shape)}"
             )
         gray = grayscale(fake)
-        if pool == 1:
+        if pool == 1 and luma == "rec601":
             # The content and texture views see the same grayscale image: one pass where they share layers.
             content, low, high = self.backbones.content_and_texture(gray)
         else:
-            content = self.backbones.content_features(content_view(fake, pool))
+            content = self.backbones.content_features(content_view(fake, pool, luma))
             low, high = self.backbones.texture_features(gray)
-        terms = {"content": content_loss_from_features(content, content_ref, self.backbones, pool), "tv": total_variation(fake)}
+        terms = {"content": content_loss_from_features(content, content_ref, self.backbones, pool, luma), "tv": total_variation(fake)}
         fake_features = {
             "colour": colour_features(fake, self.backbones, self.config.blur_size, self.config.blur_sigma),
             "texture_low": low,

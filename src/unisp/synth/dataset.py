@@ -13,6 +13,7 @@ result does not depend on which others are processed, nor in what order.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from unisp.fileio import list_images, quantize, read_rgb, write_image, write_tex
 from unisp.raw.bayer import CFA, crop_to_even
 from unisp.raw.frame import RawFrame
 from unisp.raw.io import write_mosaic_png
+from unisp.synth.camera import random_gains
 from unisp.synth.unprocess import SensorModel, default_black_level, unprocess
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ def synthesize_folder(
     limit: int | None = None,
     progress: Callable[[int], object] | None = None,
     camera: SensorModel | None = None,
+    shot_gains: bool = False,
 ) -> list[Path]:
     """Unprocess every RGB photo in ``rgb_dir`` into a synthetic RAW dataset under ``out_dir``.
 
@@ -116,6 +119,10 @@ def synthesize_folder(
             :func:`image_generator`), instead of a random camera per photo; it then sets the CFA,
             bit depth, black level, tone curve and noise, and ``cfa``/``bits``/``black_level``/
             ``tone_curve``/``noise`` are ignored.
+        shot_gains: with ``camera``, each photo draws its own exposure and white-balance gains
+            (:func:`unisp.synth.camera.random_gains`, Brooks et al.'s ranges), recorded in its
+            metadata, as a phone's auto-exposure and auto white balance set them per shot; the
+            colour matrix, noise levels and sensor stay the camera's.
 
     Returns:
         Paths of the written mosaics ``out_dir/raw/NAME.png``.
@@ -160,7 +167,12 @@ def synthesize_folder(
                     noise=noise, bits=bits, black_level=black, cfa=cfa, tone_curve=tone_curve,
                 )
             else:
-                frame, model = unprocess(rgb8, camera, image_generator(seed, index)), camera
+                generator = image_generator(seed, index)
+                model = camera
+                if shot_gains:
+                    gains = random_gains(generator)
+                    model = dataclasses.replace(camera, rgb_gain=gains.rgb_gain, red_gain=gains.red_gain, blue_gain=gains.blue_gain)
+                frame = unprocess(rgb8, model, generator)
             raw_path = out_dir / "raw" / f"{name}.png"
             write_mosaic_png(raw_path, frame, extra={"sensor_model": model.to_dict(), "source": source.name})
             write_image(out_dir / "rgb" / f"{name}.png", truth)

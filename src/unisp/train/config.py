@@ -7,13 +7,20 @@ from typing import Literal
 
 from unisp.errors import ConfigError
 from unisp.isp.demosaic import DemosaicMethod
+from unisp.isp.pipeline import TransferCurve
 from unisp.losses.config import UnpairedLossConfig
 
 #: stage1: reproduce the classical render X̂ (the paper's pretraining);
 #: unpaired: the paper's loss with an unrelated RGB set (content against X̂);
-#: paired: the same loss with aligned targets (content against the target, which is also D's "real");
-#: paired_no_adv: aligned targets, content + total variation only (and any pixel terms).
+#: paired: the paper's paired row, its released training with ``shuffled = False``: content still
+#: against X̂, the aligned photos become the discriminators' real images (and the reference of
+#: any pixel terms: supervised training is ``paired`` with pixel terms only);
+#: paired_no_adv: the paper's row without adversarial terms: content against X̂ + total variation
+#: (and any pixel terms against the aligned photos).
 Mode = Literal["stage1", "unpaired", "paired", "paired_no_adv"]
+#: What the paper's content term compares with: ``render`` (X̂, the paper in every mode) or
+#: ``aligned`` (the aligned photo; paired modes only, unisp's behaviour before 2026-12-06).
+ContentReference = Literal["render", "aligned"]
 #: How every learning rate changes over a run: ``constant`` (the paper's) or ``cosine`` (a half
 #: cosine from the recipe's rate at the first step to zero after the last, for short runs whose
 #: last checkpoint should not be taken mid-oscillation).
@@ -78,8 +85,13 @@ class TrainConfig:
         mode: see :data:`Mode`.
         model: generator name (``efficient_isp``, ``robust_isp``, ``rmfa_tiny``).
         init: model file (.safetensors) to start from; empty = random initialisation.
-        target_demosaic: demosaicing of the classical render used as stage-1 target
-            (white balance as shot, no colour matrix, sRGB curve: the paper's "demosaic + WB + gamma").
+        target_demosaic: demosaicing of the classical render X̂, the stage-1 target and the content
+            reference (white balance as shot, no colour matrix, a transfer curve: the paper's
+            "demosaic + WB + gamma"; the released loader uses Menon).
+        target_transfer: X̂'s transfer curve (``srgb``; the released loader: ``gamma22``).
+        target_stretch: stretch each X̂ min–max before the transfer curve, as the released loader
+            does per image (here per rendered patch).
+        content_reference: see :data:`ContentReference`.
         steps: optimiser steps.
         batch_size: patches per step (the paper: 32).
         pixel: L1/SSIM terms (stage 1, or supervised training on aligned pairs).
@@ -108,6 +120,9 @@ class TrainConfig:
     model: str = "efficient_isp"
     init: str = ""
     target_demosaic: DemosaicMethod = "malvar"
+    target_transfer: TransferCurve = "srgb"
+    target_stretch: bool = False
+    content_reference: ContentReference = "render"
     data: DataConfig = field(default_factory=DataConfig)
     pixel: PixelLossConfig = field(default_factory=PixelLossConfig)
     losses: UnpairedLossConfig = field(default_factory=UnpairedLossConfig)
@@ -150,6 +165,8 @@ class TrainConfig:
                 raise ConfigError(f"config key 'pixel.{key}' must be ≥ 0, got {getattr(self.pixel, key)}")
         if not 0 <= self.data.val_fraction < 1:
             raise ConfigError(f"config key 'data.val_fraction' must be in [0, 1), got {self.data.val_fraction}")
+        if self.content_reference == "aligned" and self.mode not in PAIRED_MODES:
+            raise ConfigError(f"config key 'content_reference' can be 'aligned' only in paired modes, not in {self.mode}")
         if self.data.patch < 8 or self.data.patch % 2:
             raise ConfigError(f"config key 'data.patch' must be an even number ≥ 8, got {self.data.patch}")
 

@@ -38,6 +38,7 @@ from unisp.data.unpaired import RGBPatches, UnpairedPatches
 from unisp.errors import UnispError
 from unisp.eval.metrics import psnr
 from unisp.fileio import list_images, read_rgb, write_text
+from unisp.isp.grading import Grading, fit_grading
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
 from unisp.losses.dla import dla_backward, fixed_weight_backward
 from unisp.models.base import Generator, training_forward
@@ -48,7 +49,7 @@ from unisp.raw.io import find_raw_files, read_raw
 from unisp.train import distributed
 from unisp.train.config import PAIRED_MODES, TrainConfig
 from unisp.train.guard import NonFiniteGuard, all_finite, snapshot
-from unisp.train.objective import Objective
+from unisp.train.objective import Objective, active_terms
 from unisp.train.run import MODEL_FILE, SUMMARY_FILE, RunDir
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,9 @@ def seed_everything(seed: int) -> None:
 
 def target_config(config: TrainConfig) -> ISPConfig:
     """The classical render X̂ (the paper's demosaic + white balance + gamma)."""
-    return dataclasses.replace(TRAINING_TARGET, demosaic=config.target_demosaic)
+    return dataclasses.replace(
+        TRAINING_TARGET, demosaic=config.target_demosaic, transfer=config.target_transfer, stretch=config.target_stretch
+    )
 
 
 def split_files(config: TrainConfig) -> tuple[list[Path], list[Path]]:
@@ -103,6 +106,27 @@ def build_dataset(config: TrainConfig, files: list[Path], read: Callable) -> Dat
     if config.mode != "unpaired":
         return raw
     return UnpairedPatches(raw, RGBPatches(list_images(config.data.rgb_dir), config.data.patch, config.data.flips))
+
+
+#: At most this many training RAW files, and as many RGB photos, are read to fit the ``graded``
+#: term's colour grading (a seeded choice when there are more): 64 images hold millions of pixels,
+#: far more than the 200,000 the quantiles are estimated from, and reading them stays a few seconds.
+GRADING_MAX_FILES = 64
+
+
+def fit_colour_grading(config: TrainConfig, files: list[Path], read: Callable) -> Grading:
+    """The grading of X̂ (of the training RAW files) to the RGB photos: the ``graded`` term's pseudo-target."""
+    generator = torch.Generator().manual_seed(config.seed)
+
+    def pick(paths: list[Path]) -> list[Path]:
+        order = torch.randperm(len(paths), generator=generator)[:GRADING_MAX_FILES].tolist()
+        return [paths[i] for i in sorted(order)]
+
+    renders = (render_frame(read(f), target_config(config)) for f in pick(files))
+    photos = (read_rgb(p) for p in pick(list_images(config.data.rgb_dir)))
+    grading = fit_grading(renders, photos, pool=config.losses.grading_pool, seed=config.seed)
+    log.info("graded term: X̂ graded to the lightness and chroma of %s", config.data.rgb_dir)
+    return grading
 
 
 def load_validation(config: TrainConfig, files: list[Path], read: Callable) -> tuple[list[RawFrame], list[torch.Tensor], str]:
@@ -287,7 +311,10 @@ def _train(
             run.start(config, str(device), command)
     model = model.to(device).train()
     distributed.broadcast_module_(model, ctx)
-    objective = Objective(config).to(device)
+    grading = fit_colour_grading(config, train_files, read) if "graded" in active_terms(config) else None
+    if grading is not None and ctx.main:
+        run.save_grading(grading.to_dict())
+    objective = Objective(config, grading).to(device)
     distributed.broadcast_module_(objective, ctx)  # discriminators (and random test backbones) as rank 0's
     g_params = [p for p in model.parameters() if p.requires_grad]
     g_opt = torch.optim.Adam(g_params, lr=config.lr, betas=tuple(config.betas))
@@ -358,7 +385,7 @@ def _train(
             set_learning_rates(g_opt, d_opts, config, guard.lr_scale * schedule_factor(config, step))
             fake = training_forward(model, batch["raw"])
             with amp:
-                terms, dbatch = objective.generator_terms(fake, batch)
+                terms, dbatch = objective.generator_terms(fake, batch, step)
             terms = {k: v.float() for k, v in terms.items()}
             g_opt.zero_grad(set_to_none=True)
             # Every loss is a mean over the batch: the ranks' average is the global batch's value.

@@ -9,6 +9,7 @@ A run folder holds::
     model.safetensors    the latest model
     resume.pt            optimiser, step, epoch and RNG state for ``--resume`` (loaded with weights_only=True)
     summary.json         the final summary
+    grading.json         the lightness and chroma curves of the ``graded`` term, when it is on
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ RESUME_FILE = "resume.pt"
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+GRADING_FILE = "grading.json"
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,10 @@ class RunDir:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_text(self.path / "run.json", json.dumps(info, indent=2) + "\n")
+
+    def save_grading(self, curves: dict[str, Any]) -> None:
+        """Write the ``graded`` term's curves (:meth:`unisp.isp.grading.Grading.to_dict`) to ``grading.json``."""
+        write_text(self.path / GRADING_FILE, json.dumps(curves) + "\n")
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one record to ``metrics.jsonl``.
