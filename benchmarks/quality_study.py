@@ -164,7 +164,9 @@ class Size:
 #: demo's 300 steps; the supervised row as long as stage 1. Measured on 2 cores: --quick 1,105 s
 #: end to end (2026-11-24) and 982 s (2026-11-25, channels-last generator), both before the
 #: supervised row; --full 2,476 s (2026-11-25) and 3,351 s with the supervised row (2026-12-05),
-#: within the issue's 2-hour CPU budget.
+#: within the issue's 2-hour CPU budget. With the paper's recipe at its rates and the default
+#: recipe's rows (2026-12-06) the runs' own times sum to 7,096 s with other jobs beside them,
+#: about 70-80 min alone by the runs that can be compared (docs/RESULTS.md).
 SIZES = {
     "tiny": Size(3, 2, 96, 4, 2, 4, 2, 2, 32, GENERATORS, ("efficient_isp",)),
     "quick": Size(None, None, None, 800, 150, 800, 3, 8, 128, GENERATORS, ("efficient_isp",)),
