@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 from unisp.errors import UnispError
-from unisp.isp.gamma import srgb_decode
-from unisp.isp.lab import linear_rgb_to_lab
+from unisp.isp.lab import srgb_to_lab
 
 log = logging.getLogger(__name__)
 
@@ -203,28 +202,6 @@ def ms_ssim(pred: torch.Tensor, target: torch.Tensor, scales: int | None = None)
         reduction="none", data_range=1.0, k1=SSIM_K1, k2=SSIM_K2, betas=betas, normalize="relu",
     )
     return out[0] if single else out
-
-
-def srgb_to_lab(image: torch.Tensor) -> torch.Tensor:
-    """sRGB-encoded RGB in [0, 1] → CIELAB (D65 white), channels on dim −3.
-
-    Pipeline: sRGB decode (IEC 61966-2-1, :func:`unisp.isp.gamma.srgb_decode`, which clamps to
-    [0, 1]) → :func:`unisp.isp.lab.linear_rgb_to_lab` (XYZ with the IEC 61966-2-1 primaries,
-    CIELAB relative to D65, CIE 15:2004).
-
-    Args:
-        image: ``(..., 3, H, W)`` sRGB values.
-
-    Returns:
-        ``(..., 3, H, W)`` with L* in [0, 100] and a*, b* on dim −3.
-
-    Example:
-        >>> srgb_to_lab(torch.ones(3, 1, 1)).flatten()
-        tensor([100.,   0.,   0.])
-    """
-    if image.dim() < 3 or image.shape[-3] != 3:
-        raise UnispError(f"sRGB → Lab needs (..., 3, H, W) images, got {tuple(image.shape)}")
-    return linear_rgb_to_lab(srgb_decode(image))
 
 
 def ciede2000(

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from unisp.errors import UnispError
-from unisp.isp.gamma import srgb_decode, srgb_encode
-from unisp.isp.lab import lab_to_linear_rgb, linear_rgb_to_lab
+from unisp.isp.gamma import srgb_encode
+from unisp.isp.lab import lab_to_linear_rgb, srgb_to_lab
 
 #: Knots of each curve: the 0th, 1/256th, …, 256/256th quantiles.
 GRADING_KNOTS = 257
@@ -71,7 +71,7 @@ class Grading:
 
 def to_lch(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """sRGB ``(..., 3, H, W)`` → CIE L* (0–100), C* and hue angle h (radians), each ``(..., H, W)``."""
-    lab = linear_rgb_to_lab(srgb_decode(rgb))
+    lab = srgb_to_lab(rgb)
     lightness, a, b = lab.unbind(-3)
     return lightness, torch.hypot(a, b), torch.atan2(b, a)
 

@@ -1,13 +1,18 @@
 """Linear RGB ↔ CIELAB (IEC 61966-2-1:1999 primaries, CIE 15:2004 formulas), on tensors.
 
-Used by the ΔE2000 metric (:mod:`unisp.eval.metrics`, after decoding sRGB), by AHD
-demosaicing's homogeneity test (:mod:`unisp.isp.demosaic`, on linear values) and by colour
-grading (:mod:`unisp.isp.grading`, both directions).
+sRGB-encoded values go through :func:`srgb_to_lab` (decode, then :func:`linear_rgb_to_lab`). Used
+by the ΔE2000 metric (:mod:`unisp.eval.metrics`), by AHD demosaicing's homogeneity test
+(:mod:`unisp.isp.demosaic`, on linear values), by colour grading (:mod:`unisp.isp.grading`, both
+directions) and by the CIELAB views of the training losses (:mod:`unisp.losses.content`,
+:mod:`unisp.losses.swd`).
 """
 
 from __future__ import annotations
 
 import torch
+
+from unisp.errors import UnispError
+from unisp.isp.gamma import srgb_decode
 
 #: Linear sRGB → CIE XYZ (D65), the matrix printed in IEC 61966-2-1:1999, eq. (F.7).
 SRGB_TO_XYZ = (
@@ -68,3 +73,25 @@ def lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
     white = torch.tensor(D65_WHITE_XYZ, dtype=lab.dtype, device=lab.device)
     inverse = torch.linalg.inv(torch.tensor(SRGB_TO_XYZ, dtype=torch.float64)).to(lab.dtype).to(lab.device)
     return torch.einsum("ij,...jhw->...ihw", inverse, xyz * white[:, None, None])
+
+
+def srgb_to_lab(image: torch.Tensor) -> torch.Tensor:
+    """sRGB-encoded RGB in [0, 1] → CIELAB (D65 white), channels on dim −3.
+
+    Pipeline: sRGB decode (IEC 61966-2-1, :func:`unisp.isp.gamma.srgb_decode`, which clamps to
+    [0, 1]) → :func:`unisp.isp.lab.linear_rgb_to_lab` (XYZ with the IEC 61966-2-1 primaries,
+    CIELAB relative to D65, CIE 15:2004).
+
+    Args:
+        image: ``(..., 3, H, W)`` sRGB values.
+
+    Returns:
+        ``(..., 3, H, W)`` with L* in [0, 100] and a*, b* on dim −3.
+
+    Example:
+        >>> srgb_to_lab(torch.ones(3, 1, 1)).flatten()
+        tensor([100.,   0.,   0.])
+    """
+    if image.dim() < 3 or image.shape[-3] != 3:
+        raise UnispError(f"sRGB → Lab needs (..., 3, H, W) images, got {tuple(image.shape)}")
+    return linear_rgb_to_lab(srgb_decode(image))

@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unisp.isp.gamma import srgb_decode
-from unisp.isp.lab import linear_rgb_to_lab
+from unisp.isp.lab import srgb_to_lab
 from unisp.losses.texture import grayscale
 
 
@@ -45,7 +44,7 @@ def content_view(rgb: torch.Tensor, pool: int = 1, luma: str = "rec601") -> torc
     if luma == "rec601":
         gray = grayscale(rgb)
     elif luma == "lab":
-        lightness = linear_rgb_to_lab(srgb_decode(rgb))[:, :1] / 100.0  # L* spans 0–100
+        lightness = srgb_to_lab(rgb)[:, :1] / 100.0  # L* spans 0–100
         gray = lightness.expand(-1, 3, -1, -1)
     else:
         raise ValueError(f"content luma must be 'rec601' or 'lab', got {luma!r}")

@@ -20,8 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from unisp.isp.gamma import srgb_decode
-from unisp.isp.lab import linear_rgb_to_lab
+from unisp.isp.lab import srgb_to_lab
 from unisp.losses.colour import blur_sigma
 
 #: CIELAB channels are divided by these before the texture term: L* spans 0–100 and a*, b* about
@@ -70,7 +69,7 @@ def highpass_patches(rgb: torch.Tensor, sigma: float, patch: int) -> torch.Tenso
     Returns:
         ``(B · windows, 3 · patch²)``.
     """
-    lab = linear_rgb_to_lab(srgb_decode(rgb.clamp(0.0, 1.0)))
+    lab = srgb_to_lab(rgb)
     lab = lab / torch.tensor(LAB_SCALE, dtype=lab.dtype, device=lab.device).view(1, 3, 1, 1)
     high = lab - blur_sigma(lab, sigma)
     windows = F.unfold(high, patch, stride=2)  # (B, 3·patch², L)
