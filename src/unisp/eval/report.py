@@ -51,6 +51,7 @@ from unisp.eval.report_html import CropSet, ExportEntry, ModelCard, Page, Table,
 from unisp.fileio import list_images, quantize, read_rgb, write_text
 from unisp.isp.orientation import apply_orientation
 from unisp.isp.pipeline import ISPConfig, render_frame
+from unisp.losses.criterion import ADVERSARIAL_TERMS
 from unisp.raw.frame import RawFrame
 from unisp.raw.io import find_raw_files, read_raw
 from unisp.train.run import CONFIG_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE
@@ -685,8 +686,7 @@ def run_facts(folder: Path, config: Any) -> list[tuple[str, str]]:
         info = json.loads(info_path.read_text(encoding="utf-8"))
         facts += [(k, str(info[k])) for k in ("started", "command", "device", "git", "unisp_version", "torch_version") if info.get(k)]
     if config is not None:
-        discriminators = config.mode in ("unpaired", "paired") and any(
-            getattr(config.losses, t) > 0 for t in ("colour", "texture_low", "texture_high"))
+        discriminators = config.mode in ("unpaired", "paired") and any(getattr(config.losses, t) > 0 for t in ADVERSARIAL_TERMS)
         facts += [
             ("mode", config.mode),
             ("model", config.model + (f" (from {config.init})" if config.init else "")),

@@ -114,9 +114,7 @@ class UnpairedLossConfig:
                 _fail(key, "must be a finite number > 0", value)
         if isinstance(self.blur_size, bool) or not isinstance(self.blur_size, int) or self.blur_size < 1 or self.blur_size % 2 == 0:
             _fail("blur_size", "must be an odd positive integer", self.blur_size)
-        if isinstance(self.content_pool, bool) or not isinstance(self.content_pool, int) or self.content_pool < 1:
-            _fail("content_pool", "must be a positive integer", self.content_pool)
-        for key in ("grading_pool", "swd_samples", "swd_directions"):
+        for key in ("content_pool", "grading_pool", "swd_samples", "swd_directions"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 _fail(key, "must be a positive integer", value)
