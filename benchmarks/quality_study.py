@@ -293,10 +293,8 @@ def model_outputs(model_file: Path, frames: list) -> list[torch.Tensor]:
 
 def selection(run: Path, rgb_side: Path, test: Path, frames: list, truths: list[torch.Tensor], names: list[str]) -> dict:
     """Label-free pick vs the oracle (best mean test PSNR) among the run's checkpoints; the pick's full scores."""
-    per_checkpoint = {}
-    for ckpt in sorted((run / "checkpoints").glob("step_*.safetensors")):
-        outs = model_outputs(ckpt, frames)
-        per_checkpoint[ckpt.name] = sum(float(psnr(o, t)) for o, t in zip(outs, truths)) / len(truths)
+    outputs = {ckpt.name: model_outputs(ckpt, frames) for ckpt in sorted((run / "checkpoints").glob("step_*.safetensors"))}
+    per_checkpoint = {name: sum(float(psnr(o, t)) for o, t in zip(outs, truths)) / len(truths) for name, outs in outputs.items()}
     ranking = select_checkpoint(run, rgb_side, data=test / "raw", max_images=len(frames))
     oracle = max(per_checkpoint, key=per_checkpoint.get)
     pick = ranking.pick.name
@@ -307,7 +305,7 @@ def selection(run: Path, rgb_side: Path, test: Path, frames: list, truths: list[
         "pick_psnr": per_checkpoint[pick],
         "oracle_psnr": per_checkpoint[oracle],
         "gap_db": per_checkpoint[oracle] - per_checkpoint[pick],
-        "pick_scores": score(model_outputs(run / "checkpoints" / pick, frames), truths, names),
+        "pick_scores": score(outputs[pick], truths, names),
         "ranking": ranking.to_json()["ranking"],
     }
 
