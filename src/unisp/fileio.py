@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import signal
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +197,36 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
         raise UnispError(f"{path}: cannot read ({_one_line(e.strerror or e)})") from None
     except Exception as e:  # decoders raise many types for corrupt files
         raise UnispError(f"{path}: cannot decode as an image ({_one_line(e)})") from None
+
+
+def read_input_bytes(path: str | os.PathLike, *, limit: int, what: str) -> bytes:
+    """The bytes of an input file that must be a regular file of at most ``limit`` bytes.
+
+    A FIFO would block the read forever and ``/dev/zero`` would fill memory, so anything but a
+    regular file is refused before it is opened, and so is a file larger than ``limit`` (a recipe
+    or a model header is never that big). Raises :class:`UnispError` naming the file and ``what``
+    it should have been (``"recipe"``, ``"model file"``).
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UnispError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UnispError(f"{path}: cannot read ({_one_line(e.strerror or e)})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UnispError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise UnispError(f"{path}: not a regular file (a device, FIFO or socket), not a {what}")
+    if info.st_size > limit:
+        raise UnispError(f"{path}: {info.st_size:,} bytes, more than a {what} can be ({limit:,} bytes at most)")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UnispError(f"{path}: cannot read ({_one_line(e.strerror or e)})") from None
+    if len(data) > limit:  # grew while we looked
+        raise UnispError(f"{path}: more than a {what} can be ({limit:,} bytes at most)")
+    return data
 
 
 #: Longest decoder message quoted in an error line (some decoders explain themselves at length).
