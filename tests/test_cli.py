@@ -48,7 +48,7 @@ def test_folder_run_goes_on_past_a_bad_file(tmp_path):
     write_headerless(src / "good.raw")
     (src / "short.raw").write_bytes(b"\0" * 10)  # truncated: 96 bytes expected
     result = invoke("render", src, "--out", tmp_path / "out", *HEADERLESS)
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # some files converted, some failed
     assert (tmp_path / "out" / "good.png").exists()
     assert not (tmp_path / "out" / "short.png").exists()
     assert "1 failed" in result.output and "short.raw" in result.output

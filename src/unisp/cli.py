@@ -7,6 +7,7 @@ failures at the end.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -33,6 +34,9 @@ app = typer.Typer(
 
 #: Exit status for every user-caused error (bad input, bad flag, unwritable output), as CLI usage errors.
 EXIT_USER_ERROR = 2
+#: Exit status of a folder run (render, process, synth, eval) in which some inputs failed and the
+#: others were written; a run in which every input failed exits with EXIT_USER_ERROR.
+EXIT_PARTIAL = 3
 
 
 @app.callback()
@@ -159,6 +163,8 @@ def prepare_output_dir(out: Path) -> Path:
     """Create ``out`` and check it is writable before any work is done."""
     from unisp.errors import OutputError
 
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -173,13 +179,13 @@ def prepare_output_dir(out: Path) -> Path:
 
 
 def report_failures(done: int, failures: list[tuple[Path, str]], what: str, out: Path) -> None:
-    """Print the summary line of a folder run and exit 2 if anything failed."""
+    """Print the summary line of a folder run; exit 2 if nothing was done, 3 if some inputs failed."""
     console.print(f"{what} {done} file(s) into {out}", highlight=False)
     if failures:
         console.print(f"[bold red]{len(failures)} failed:[/]", markup=True)
         for _, message in failures:
             console.print(f"  {message}", highlight=False, markup=False)
-        raise typer.Exit(EXIT_USER_ERROR)
+        raise typer.Exit(EXIT_PARTIAL if done else EXIT_USER_ERROR)
 
 
 def progress_bar():
@@ -207,19 +213,25 @@ def convert_files(inputs: list[Path], out: Path, read: Callable, fmt, depth: int
     """
     from unisp.fileio import write_image
 
+    from unisp.fileio import plan_outputs
+
     files, failures = expand_inputs(inputs)
+    targets = plan_outputs(files, out, ".png" if fmt is ImageFormat.png else ".tif")
+    created = not out.exists()
     prepare_output_dir(out)
-    suffix = ".png" if fmt is ImageFormat.png else ".tif"
     done = 0
     with progress_bar() as progress:
         task = progress.add_task("files", total=len(files))
-        for path in files:
+        for path, target in zip(files, targets):
             try:
-                write_image(out / f"{path.stem}{suffix}", convert(read(path), progress), depth=depth)
+                write_image(target, convert(read(path), progress), depth=depth)
                 done += 1
             except UnispError as e:  # a message from deeper down may not say which file it was about
                 failures.append((path, str(e) if str(path) in str(e) else f"{path}: {e}"))
             progress.advance(task)
+    if created and not done:  # leave no empty folder behind a run that wrote nothing
+        with contextlib.suppress(OSError):
+            out.rmdir()
     report_failures(done, failures, verb, out)
 
 
@@ -336,13 +348,16 @@ def synth(
     limit: Annotated[Optional[int], typer.Option(help="Use at most this many photos.", min=1)] = None,
 ) -> None:
     """Make a synthetic RAW dataset from RGB photos by unprocessing (Brooks et al., CVPR 2019)."""
-    from unisp.fileio import list_images
+    from unisp.fileio import list_images, same_file
     from unisp.raw.bayer import CFA
     from unisp.synth.dataset import synthesize_folder
 
     total = len(list_images(rgb))
     if limit is not None:
         total = min(total, limit)
+    for side in ("raw", "rgb"):
+        if same_file(out / side, rgb):
+            raise UnispError(f"{rgb}: --out {out} would write the dataset's {side}/ files over these photos; choose another --out")
     prepare_output_dir(out)
     with progress_bar() as progress:
         task = progress.add_task("unprocessing", total=total)
@@ -359,6 +374,9 @@ def synth(
             progress=lambda n=1: progress.advance(task, n),
         )
     console.print(f"wrote {len(written)} synthetic RAW file(s) with ground truth into {out}", highlight=False)
+    if len(written) < total:  # each failure was logged as it happened; none written raises above
+        console.print(f"[bold red]{total - len(written)} failed[/] (listed above and in {out / 'dataset.json'})", markup=True)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()
@@ -625,13 +643,15 @@ def evaluate(
         _print_report(try_write_report(save))
     if not result.rows:
         raise typer.Exit(EXIT_USER_ERROR)
+    if result.failures:  # listed in the table / JSON above
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progress):
     """Run a model file over a dataset's RAW files (full resolution) and score against its ground truth."""
     from unisp.eval.datasets import raw_and_truth_dirs
     from unisp.eval.evaluate import evaluate_images
-    from unisp.fileio import list_images, read_rgb, write_image
+    from unisp.fileio import list_images, plan_outputs, read_rgb, same_file, write_image
     from unisp.models.checkpoint import load_model
     from unisp.process import run_tiled
     from unisp.raw.io import find_raw_files, read_raw
@@ -645,6 +665,11 @@ def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progres
     names, failures = [], []
     for path in find_raw_files(raw_dir):
         (names if path.stem in truths else failures).append(path)
+    if save is not None:  # predictions written over the ground truth would then be scored against themselves
+        for folder, holds in ((raw_dir, "RAW inputs"), (gt_dir, "ground truth")):
+            if same_file(Path(save), folder):
+                raise UnispError(f"{save}: holds the {holds} of this evaluation; give --save another folder")
+        plan_outputs(names, Path(save), ".png", protected=truths.values())
 
     def outputs():
         for name in names:
@@ -667,7 +692,7 @@ def select(
     rgb: Annotated[Path, typer.Option(help="Folder of photos with the target look (e.g. the run's data.rgb_dir).")],
     data: Annotated[Optional[Path], typer.Option(help="RAW files to score on (default: the run's validation split).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the ranking as JSON here (default RUN_DIR/select.json).")] = None,
-    max_images: Annotated[int, typer.Option(help="Score on at most this many RAW files.")] = 8,
+    max_images: Annotated[int, typer.Option(help="Score on at most this many RAW files.", min=1)] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     layout: LayoutOpt = Layout.auto,
 ) -> None:

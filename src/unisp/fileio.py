@@ -12,7 +12,7 @@ import os
 import signal
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -285,6 +285,45 @@ def _is_cmyk(path: Path) -> bool:
             return image.mode == "CMYK"
     except Exception:  # the pixels were decoded already; a header the sniffers cannot read is not CMYK
         return False
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file or folder (links followed; either may not exist yet)."""
+    return _identity(a) == _identity(b)
+
+
+def _identity(path: Path) -> tuple:
+    """What makes two paths the same file: device and inode where it exists, else its resolved path."""
+    try:
+        info = path.stat()
+    except OSError:
+        return ("path", path.resolve())
+    return ("inode", info.st_dev, info.st_ino)
+
+
+def plan_outputs(sources: list[Path], out: Path, suffix: str, protected: Iterable[Path] = ()) -> list[Path]:
+    """The output file ``out/STEM{suffix}`` of each source, checked before anything is written.
+
+    Raises :class:`UnispError` naming the files when an output would overwrite a source or a
+    ``protected`` file (ground truth, a sidecar), or when two sources would be written to the
+    same output (``x.dng`` and ``x.nef``; names are compared case-insensitively, as macOS and
+    Windows file systems do, so ``x.DNG`` collides too).
+    """
+    outputs = [out / f"{source.stem}{suffix}" for source in sources]
+    inputs = {_identity(p): p for p in (*sources, *protected)}
+    for output in outputs:
+        clash = inputs.get(_identity(output))
+        if clash is not None:
+            what = "an input" if clash in sources else f"the input {clash}"
+            raise UnispError(f"{output}: is {what}; writing an output there would overwrite it: write to another folder")
+    by_name: dict[str, list[Path]] = {}
+    for source, output in zip(sources, outputs):
+        by_name.setdefault(output.name.casefold(), []).append(source)
+    for name, group in by_name.items():
+        if len(group) > 1:
+            listed = ", ".join(str(p) for p in group)
+            raise UnispError(f"{listed}: would all be written to {out / group[0].stem}{suffix}; convert them into separate folders")
+    return outputs
 
 
 def list_images(folder: str | os.PathLike, extensions: tuple[str, ...] = RGB_EXTENSIONS) -> list[Path]:

@@ -448,6 +448,9 @@ def select_checkpoint(
     Raises:
         UnispError: no checkpoints, no RAW files, an empty RGB folder, or an unreadable file.
     """
+    for key, value in (("max_images", max_images), ("max_rgb", max_rgb)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UnispError(f"{key} must be a positive integer, got {value!r}")
     checkpoints = find_checkpoints(run_dir)
     frames = validation_frames(run_dir, data, layout, max_images)  # bad input fails before backbones load
     small = [f.path or "frame" for f in frames if min(f.height, f.width) < SSIM_WINDOW]
