@@ -417,8 +417,10 @@ def import_reference(
     model: Annotated[Optional[str], typer.Option(help="efficient_isp, robust_isp or rmfa_tiny (default: inferred).")] = None,
 ) -> None:
     """Convert the paper's released weights into a unisp model file (channel order adapted in the weights)."""
+    from unisp.fileio import check_output_file
     from unisp.models.checkpoint import import_reference as convert
 
+    check_output_file(out, (".safetensors",), "--out", inputs=[src])
     header = convert(src, out, model_name=model)
     console.print(f"wrote {out} ({header['model']}, {header['parameters']:,} parameters)", highlight=False)
 
@@ -566,9 +568,11 @@ def export(
     from unisp.export.graph import parse_shape, sensor_calibration
     from unisp.export.parity import format_table, read_report
     from unisp.export.quantize import read_calibration
+    from unisp.fileio import check_output_file
     from unisp.models.checkpoint import load_model
 
     fixed = parse_shape(shape)
+    check_output_file(out, (f".{format.value}",), "--out", inputs=[model, *([sample] if sample else [])])
     net, _ = load_model(model)
     prepare_output_dir(out.parent)  # an unwritable destination fails before the conversion, not after
     read = raw_reader(Layout.auto, None, None, bits, cfa, black, white)
@@ -612,6 +616,7 @@ def evaluate(
     import json
 
     from unisp.eval.evaluate import ALL_METRICS, compare_folders, format_table, to_json, write_csv
+    from unisp.fileio import check_output_file
 
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     unknown = [m for m in chosen if m not in ALL_METRICS]
@@ -619,6 +624,8 @@ def evaluate(
         raise UnispError(f"--metrics: unknown {', '.join(unknown) or '(none given)'} (allowed: {', '.join(ALL_METRICS)})")
     if (pred is None) == (model is None):
         raise UnispError("give either --pred DIR --gt DIR, or --model FILE --data DIR")
+    if csv is not None:
+        check_output_file(csv, (".csv",), "--csv")
     with progress_bar() as progress:
         task = progress.add_task("evaluating", total=None)
 
@@ -699,8 +706,10 @@ def select(
     """Rank a run's checkpoints without ground truth (feature, colour and content distances) and name the pick."""
     from unisp.device import resolve_device
     from unisp.eval.select import select_checkpoint
+    from unisp.fileio import check_output_file
 
     if out is not None:
+        check_output_file(out, (".json",), "--out")
         prepare_output_dir(out.parent)  # an unwritable destination fails before the scoring
     with progress_bar() as progress:
         task = progress.add_task("scoring checkpoints", total=None)
@@ -723,8 +732,10 @@ def report(
 ) -> None:
     """Write one self-contained HTML page: crops side by side, metrics, training curves, model card."""
     from unisp.eval.report import write_report
+    from unisp.fileio import check_output_file
 
     if out is not None:
+        check_output_file(out, (".html", ".htm"), "--out")
         prepare_output_dir(out.parent)  # an unwritable destination fails before the rendering
     _print_report(write_report(run_dir, data=data, gt=gt, out=out, max_images=max_images))
 

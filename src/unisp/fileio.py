@@ -301,6 +301,19 @@ def _identity(path: Path) -> tuple:
     return ("inode", info.st_dev, info.st_ino)
 
 
+def check_output_file(path: Path, suffixes: tuple[str, ...], flag: str, inputs: Iterable[Path] = ()) -> Path:
+    """Refuse an output file whose extension is not one of ``suffixes`` or that is one of ``inputs``.
+
+    The extension rule keeps a mistyped path from replacing a file of another kind (an ONNX
+    export written over its own ``.safetensors`` model, a CSV over a ground-truth PNG).
+    """
+    if path.suffix.lower() not in suffixes:
+        raise UnispError(f"{flag} {path}: expected a file ending in {' or '.join(suffixes)}")
+    if any(same_file(path, p) for p in inputs):
+        raise UnispError(f"{flag} {path}: is an input of this command; writing there would overwrite it")
+    return path
+
+
 def plan_outputs(sources: list[Path], out: Path, suffix: str, protected: Iterable[Path] = ()) -> list[Path]:
     """The output file ``out/STEM{suffix}`` of each source, checked before anything is written.
 

@@ -121,3 +121,28 @@ def test_select_max_images_must_be_positive(dataset, value):
     """``-1`` used to drop the last image (a negative slice); ``0`` and ``-3`` said "no RAW files"."""
     result = invoke("select", dataset, "--rgb", dataset / "rgb", "--max-images", value)
     assert_user_error(result, "--max-images")
+
+
+# ------------------------------------------------------------------------------ single output files
+
+SINGLE_OUTPUTS = {
+    # The ONNX export used to replace the model it was exported from (and pass its parity check).
+    "export-over-its-model": (lambda d, m: ["export", "--model", m, "--format", "onnx", "--out", m], "--out"),
+    "export-wrong-suffix": (lambda d, m: ["export", "--model", m, "--format", "tflite", "--out", d / "m.onnx"], ".tflite"),
+    "import-reference-over-its-source": (lambda d, m: ["import-reference", m, "--out", m], "--out"),
+    # The CSV used to replace a ground-truth PNG.
+    "eval-csv-over-truth": (lambda d, m: ["eval", "--pred", d / "rgb", "--gt", d / "rgb", "--metrics", "psnr",
+                                          "--csv", d / "rgb" / "f0.png"], "--csv"),
+    "select-out-over-a-model": (lambda d, m: ["select", d, "--rgb", d / "rgb", "--out", m], "--out"),
+    "report-out-over-a-model": (lambda d, m: ["report", d, "--out", m], "--out"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SINGLE_OUTPUTS))
+def test_single_output_file_never_replaces_an_input(tmp_path, dataset, model_file, case):
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(model_file.read_bytes())
+    before = {**snapshot(dataset), model: model.read_bytes()}
+    args, mention = SINGLE_OUTPUTS[case]
+    assert_user_error(invoke(*args(dataset, model)), mention)
+    assert {**snapshot(dataset), model: model.read_bytes()} == before
