@@ -389,7 +389,7 @@ def info(
 
     if model in MODEL_NAMES:
         net, header = build_model(model), {}
-    elif not Path(model).is_file():
+    elif not Path(model).exists():  # anything that exists goes to load_model, which says what is wrong with it
         raise UnispError(f"{model}: neither a model name ({', '.join(MODEL_NAMES)}) nor a model file")
     else:
         from unisp.models.checkpoint import load_model
@@ -616,7 +616,7 @@ def evaluate(
     import json
 
     from unisp.eval.evaluate import ALL_METRICS, compare_folders, format_table, to_json, write_csv
-    from unisp.fileio import check_output_file
+    from unisp.fileio import check_output_file, same_file
 
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     unknown = [m for m in chosen if m not in ALL_METRICS]
@@ -635,6 +635,8 @@ def evaluate(
         if pred is not None:
             if gt is None:
                 raise UnispError("--pred needs --gt DIR")
+            if same_file(pred, gt):  # every image would score against itself
+                raise UnispError(f"--pred {pred} and --gt {gt} are the same folder")
             result = compare_folders(pred, gt, metrics=chosen, progress=advance)
         else:
             if data is None:
@@ -800,8 +802,10 @@ def bench_latency(
 ) -> None:
     """Time one input through PyTorch eager, torch.compile, ONNX Runtime, TFLite (XNNPACK) and the fused kernel."""
     from unisp.export.latency import BACKENDS, load_generator, parse_size, run_latency
+    from unisp.export.threads import check_threads
 
     height, width = parse_size(size)
+    check_threads(threads or None, "--threads")
     net, path = load_generator(model)
     report = run_latency(
         net, height=height, width=width, repeats=repeats, threads=threads or None,

@@ -36,6 +36,7 @@ def good(tmp_path_factory, model_file):
         frame = RawFrame(mosaic=mosaic((32, 32), seed=i), cfa="RGGB", black_level=(64,) * 4, white_level=1023)
         write_mosaic_png(root / "raw" / f"f{i}.png", frame)
         write(root / "rgb" / f"f{i}.png", png_bytes(photo(seed=i)))
+    shutil.copytree(root / "rgb", root / "rgb2")  # predictions to score against rgb/ (not the same folder)
     (root / "run" / "checkpoints").mkdir(parents=True)
     shutil.copy(model_file, root / "run" / "checkpoints" / "step_0000001.safetensors")
     shutil.copy(model_file, root / "run" / "model.safetensors")
@@ -102,7 +103,7 @@ OUTPUT_COMMANDS = {
     "process": lambda g, m, o: ["process", g / "raw", "--model", m, "--out", o],
     "synth": lambda g, m, o: ["synth", "--rgb", g / "rgb", "--out", o],
     "import-reference": lambda g, m, o: ["import-reference", m, "--out", o / "m.safetensors"],
-    "eval-csv": lambda g, m, o: ["eval", "--pred", g / "rgb", "--gt", g / "rgb", "--metrics", "psnr", "--csv", o / "s.csv"],
+    "eval-csv": lambda g, m, o: ["eval", "--pred", g / "rgb2", "--gt", g / "rgb", "--metrics", "psnr", "--csv", o / "s.csv"],
     "eval-save": lambda g, m, o: ["eval", "--model", m, "--data", g / "raw", "--gt", g / "rgb", "--metrics", "psnr",
                                   "--save", o],
     "train": lambda g, m, o: ["train", *TINY_STAGE1, f"data.raw_dir={g / 'raw'}", f"out={o}"],

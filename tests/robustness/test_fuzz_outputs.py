@@ -67,6 +67,12 @@ def test_output_name_collision(tmp_path, names):
     assert files_in(tmp_path / "out") == []
 
 
+def test_eval_pred_and_gt_the_same_folder(dataset):
+    """Every image would be scored against itself (PSNR ∞)."""
+    result = invoke("eval", "--pred", dataset / "rgb", "--gt", dataset / "rgb" / ".." / "rgb", "--metrics", "psnr")
+    assert_user_error(result, "same folder")
+
+
 def test_synth_out_over_its_own_photos(dataset):
     before = snapshot(dataset)
     result = invoke("synth", "--rgb", dataset / "rgb", "--out", dataset)
