@@ -244,7 +244,7 @@ def run_training(config: TrainConfig, out: Path) -> dict:
         log.info("reusing %s", out)
         return json.loads(summary_file.read_text())
     log.info("training %s %s → %s (%d steps)", config.model, config.mode, out, config.steps)
-    return train(config, out)
+    return train(config, out, overwrite=True)  # an unfinished run (a killed study) starts over
 
 
 def train_chain(runs: Path, common: dict, stage1: dict, stage2: dict, sides: dict[str, Path],

@@ -191,7 +191,7 @@ def test_process_device_without_cuda_is_a_usage_error(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         process_device.main(["--size", "64x96"])
     assert exit_info.value.code == 2
-    assert "CUDA is not available" in capsys.readouterr().err
+    assert "device 'cuda' is not available here" in capsys.readouterr().err
 
 
 def test_unpaired_ablation_on_a_tiny_study(scripts, data, tmp_path, monkeypatch):

@@ -7,7 +7,15 @@ from typing import Literal
 
 import pytest
 
-from unisp.config import apply_overrides, load_config, parse_override, to_dict
+from unisp.config import (
+    MAX_CONFIG_BYTES,
+    MAX_CONFIG_DEPTH,
+    MAX_CONFIG_VALUES,
+    apply_overrides,
+    load_config,
+    parse_override,
+    to_dict,
+)
 from unisp.errors import ConfigError
 
 
@@ -77,5 +85,38 @@ def test_bad_files(tmp_path, text, match):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match="missing.yaml: no such file"):
         load_config(Outer, tmp_path / "missing.yaml")
+
+
+def test_nesting_is_bounded(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("lr: " + "[" * (MAX_CONFIG_DEPTH + 1) + "]" * (MAX_CONFIG_DEPTH + 1) + "\n")
+    with pytest.raises(ConfigError, match="deep.yaml: nested too deeply"):
+        load_config(Outer, path)
+    path.write_text("lr: " + "[" * 20000 + "]" * 20000 + "\n")  # beyond Python's recursion limit
+    with pytest.raises(ConfigError, match="deep.yaml: nested too deeply"):
+        load_config(Outer, path)
+    with pytest.raises(ConfigError, match="override 'lr': nested too deeply"):
+        load_config(Outer, None, ["lr=" + "[" * 20000 + "]" * 20000])
+
+
+def test_aliases_cannot_multiply_a_file(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [" + ", ".join(["1"] * 10) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=f"bomb.yaml: more than {MAX_CONFIG_VALUES:,} values"):
+        load_config(Outer, path)
+
+
+def test_only_small_regular_files_are_read(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("lr: 1\n" + "#" * MAX_CONFIG_BYTES + "\n")
+    with pytest.raises(ConfigError, match="big.yaml: .* bytes, more than a config file can be"):
+        load_config(Outer, big)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(Outer, tmp_path)
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="latin1.yaml: not valid YAML \\(not UTF-8"):
+        load_config(Outer, tmp_path / "latin1.yaml")

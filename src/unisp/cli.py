@@ -432,9 +432,14 @@ def train(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. steps=100 data.raw_dir=DIR.")] = None,
     mode: Annotated[Optional[str], typer.Option(help="Override the recipe's mode: stage1, unpaired, paired or paired_no_adv.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default: the recipe's `out`).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint (overrides may change only how long it runs, how often it logs, validates and saves, and where it computes; docs/TRAINING.md lists the keys).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start a new run in a run folder that is not empty: once the new run's checks pass, the previous run's files (recipe, logs, checkpoints, model, report) are removed; other files are left.")] = False,
 ) -> None:
-    """Train a generator from a recipe: stage-1 pretraining, unpaired (the paper), paired, paired_no_adv."""
+    """Train a generator from a recipe: stage-1 pretraining, unpaired (the paper), paired, paired_no_adv.
+
+    A new run needs a missing or empty run folder: continue a run with --resume, or replace it
+    with --overwrite.
+    """
     import os
     import shlex
     import sys
@@ -450,12 +455,14 @@ def train(
     if resume is not None:
         if config is not None:
             raise UnispError("--resume uses the recipe saved in the run folder; do not pass --config")
+        if out is not None:
+            raise UnispError("--resume continues the run in its own folder; do not pass --out")
         recipe = load_config(TrainConfig, RunDir(resume).config_path(), overrides)
         out = resume
     else:
         recipe = load_config(TrainConfig, config, overrides)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, ranks other than 0 train silently and write nothing
-        run_training(recipe, out, resume=resume is not None)
+        run_training(recipe, out, resume=resume is not None, overwrite=overwrite)
         return
     with progress_bar() as progress:
         task = progress.add_task(f"training ({recipe.mode})", total=recipe.steps)
@@ -463,7 +470,9 @@ def train(
         def advance(step: int, terms: dict[str, float]) -> None:
             progress.update(task, completed=step, description=f"training ({recipe.mode}) loss {terms.get('loss/total', 0):.4f}")
 
-        summary = run_training(recipe, out, resume=resume is not None, progress=advance, command=shlex.join(sys.argv))
+        summary = run_training(
+            recipe, out, resume=resume is not None, overwrite=overwrite, progress=advance, command=shlex.join(sys.argv)
+        )
     start, final, metric = summary["start_validation"], summary["final_validation"], summary["validation_metric"]
     console.print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s → {summary['model_file']}", highlight=False)
     if final:
@@ -792,7 +801,7 @@ def bench_latency(
     model: Annotated[str, typer.Option("--model", "-m", help="Model file (.safetensors) or a model name (random weights).")],
     size: Annotated[str, typer.Option(help="Output size: megapixels (12MP, 4:3) or HxW (3000x4000), as export --shape.")] = "12MP",
     repeats: Annotated[int, typer.Option(help="Timed runs per backend (the median is reported).", min=1)] = 5,
-    threads: Annotated[int, typer.Option(help="CPU threads for every backend (0: torch's default).", min=0)] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for every backend, at most the machine's CPUs (0: torch's default).", min=0)] = 0,
     backend: Annotated[
         Optional[list[str]], typer.Option("--backend", help="Run only these (repeatable): eager, compile, onnxruntime, tflite, fused, fused-bf16 (AVX512-BF16 CPUs).")
     ] = None,

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 
-from unisp.errors import ConfigError
+from unisp.errors import ConfigError, UnispError
+from unisp.fileio import read_input_bytes
 
 T = TypeVar("T")
 
@@ -28,10 +29,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} must look like key=value (e.g. isp.demosaic=menon)")
+    where = f"override {key.strip()!r}"
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = safe_load_yaml(value, where) if value.strip() else None
     except yaml.YAMLError:
         parsed = value
+    check_shape(parsed, where)
     return key.strip().split("."), parsed
 
 
@@ -97,27 +100,81 @@ def from_dict(cls: type[T], data: dict) -> T:
         raise ConfigError(str(e)) from None
 
 
+#: Largest config file read, in bytes: the shipped recipes are about 2 KB, so 1 MB is room for any
+#: recipe a person writes, and a wrong ``--config`` (a model file, an image, ``/dev/zero``) is
+#: refused before it is read into memory and parsed.
+MAX_CONFIG_BYTES = 1_000_000
+#: Deepest nesting of sections and lists a config may have: recipes nest two levels (``losses.*``,
+#: ``data.*``, ``betas: [...]``); 32 leaves room and keeps every walk over the data shallow.
+MAX_CONFIG_DEPTH = 32
+#: Most values (keys, list items) a config may hold once YAML aliases are expanded: a recipe has
+#: about 100; a few aliases of aliases (a "billion laughs" document) would otherwise make the
+#: checks walk billions of values.
+MAX_CONFIG_VALUES = 100_000
+
+
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> T:
     """Load dataclass ``cls`` from a YAML file (or its defaults when ``path`` is None) plus overrides."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
-        data = loaded
+    data = read_config_file(Path(path)) if path is not None else {}
     data = apply_overrides(data, overrides or [])
     try:
         return from_dict(cls, data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+
+
+def read_config_file(path: Path) -> dict:
+    """The mapping in YAML file ``path``; every problem is one :class:`ConfigError` naming the file.
+
+    Only a regular file of at most :data:`MAX_CONFIG_BYTES` is read (a FIFO would block, a device
+    would never end), and the document must fit :data:`MAX_CONFIG_DEPTH` and :data:`MAX_CONFIG_VALUES`.
+    """
+    try:
+        raw = read_input_bytes(path, limit=MAX_CONFIG_BYTES, what="config file")
+    except UnispError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        loaded = parse_yaml(raw.decode("utf-8"), str(path))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid YAML (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+    return loaded
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed as YAML, within the config limits; errors name ``where`` (a file)."""
+    try:
+        data = safe_load_yaml(text, where)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
+    check_shape(data, where)
+    return data
+
+
+def safe_load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load``, with a document nested beyond Python's recursion limit as a :class:`ConfigError`."""
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply for a config (at most {MAX_CONFIG_DEPTH} levels)") from None
+
+
+def check_shape(data: Any, where: str) -> None:
+    """Raise :class:`ConfigError` when ``data`` nests deeper than :data:`MAX_CONFIG_DEPTH` or holds more
+    than :data:`MAX_CONFIG_VALUES` values (aliases counted each time they are used); walked without recursion."""
+    pending, count = [(data, 0)], 0
+    while pending:
+        node, depth = pending.pop()
+        count += 1
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{where}: nested too deeply for a config (at most {MAX_CONFIG_DEPTH} levels)")
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{where}: more than {MAX_CONFIG_VALUES:,} values, too many for a config (YAML aliases?)")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        pending.extend((child, depth + 1) for child in children)
 
 
 def to_dict(config: Any) -> dict:

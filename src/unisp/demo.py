@@ -189,7 +189,7 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
             f"ckpt_every={settings.stage1_steps}",
         ],
     )
-    train(stage1_recipe, out / "stage1")
+    train(stage1_recipe, out / "stage1", overwrite=True)  # a demo run again replaces its own runs
     stage1_seconds = time.perf_counter() - t0
 
     # 3. Stage 2: unpaired, from the stage-1 model.
@@ -198,7 +198,7 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     if settings.stage2_steps is not None:
         overrides += [f"steps={settings.stage2_steps}", f"val_every={settings.stage2_steps}", f"ckpt_every={settings.stage2_steps}"]
     stage2_recipe = load_config(TrainConfig, asset(DEMO_RECIPE), overrides)
-    stage2_summary = train(stage2_recipe, out / "stage2")
+    stage2_summary = train(stage2_recipe, out / "stage2", overwrite=True)
     stage2_seconds = time.perf_counter() - t0
 
     # 4. Held-out photos against ground truth.

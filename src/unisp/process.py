@@ -27,6 +27,7 @@ from torch import nn
 from unisp.errors import UnispError
 from unisp.fileio import quantize
 from unisp.isp.blc import normalize
+from unisp.models.base import check_input_size
 from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,15 @@ def run_tiled(
 
     Returns:
         The full-resolution output, equal to one untiled pass.
+
+    Raises:
+        UnispError: a frame smaller than ``model`` takes (see :func:`unisp.models.base.check_input_size`).
     """
     if tile < 1:
         raise UnispError(f"tile size must be positive, got {tile}")
     planes = frame.packed()
     h, w = planes.shape[-2:]
+    check_input_size(model, h, w, str(frame.path or "the frame"))
     tile, r = tiling(model, frame, tile)
     dtype = next(model.parameters()).dtype if runner is None else torch.float32
     forward = model if runner is None else runner

@@ -10,6 +10,7 @@ import tifffile
 
 from unisp.errors import UnispError
 from unisp.raw.bayer import CFA
+from unisp.raw.calibration import colour_matrix_problem
 from unisp.raw.dng import write_dng
 from unisp.raw.frame import Source
 from unisp.raw.io import camera_to_srgb_matrix, read_raw
@@ -89,6 +90,36 @@ def test_camera_table_matrix_is_used(tmp_path):
     np.testing.assert_allclose(frame.cam_to_srgb, camera_to_srgb_matrix(adobe), atol=1e-5)
     assert frame.sources["cam_to_srgb"] is Source.METADATA
     assert frame.wb_gains is None  # no AsShotNeutral: LibRaw reports (0, 1, 0), which is not a white balance
+
+
+@pytest.mark.parametrize(
+    "make, model",
+    [("Canon", "Canon EOS 5D Mark II"), ("NIKON CORPORATION", "NIKON D850"), ("SONY", "ILCE-7M3"),
+     ("FUJIFILM", "X100V"), ("Panasonic", "DC-GH5"), ("OLYMPUS CORPORATION", "E-M1MarkII")],
+)
+def test_real_camera_matrices_pass_the_plausibility_check(tmp_path, caplog, make, model):
+    # LibRaw's table matrices (Adobe's) of six makers: none may be mistaken for an absurd one.
+    path = tmp_path / "cam.dng"
+    tifffile.imwrite(
+        path, mosaic(), photometric=32803, subfiletype=0,
+        extratags=[(271, 2, 0, make, True), (272, 2, 0, model, True), (50706, 1, 4, (1, 4, 0, 0), True),
+                   (50708, 2, 0, model, True), (33421, 3, 2, (2, 2), True), (33422, 1, 4, (0, 1, 1, 2), True)],
+    )
+    with caplog.at_level(logging.WARNING, logger="unisp.raw.io"):
+        frame = read_raw(path)
+    assert frame.cam_to_srgb is not None and frame.sources["cam_to_srgb"] is Source.METADATA
+    assert colour_matrix_problem(frame.cam_to_srgb) is None and caplog.text == ""
+
+
+def test_written_dng_keeps_its_calibration_without_warnings(tmp_path, caplog):
+    path = tmp_path / "w.dng"
+    write_dng(path, mosaic(), "RGGB", black_level=(10, 20, 30, 40), white_level=4095, as_shot_neutral=(0.5, 1, 0.8),
+              color_matrix=XYZ_TO_CAM, orientation=8)
+    with caplog.at_level(logging.WARNING):
+        frame = read_raw(path)
+    assert caplog.text == ""
+    assert frame.orientation == 8 and frame.white_level == 4095 and frame.black_level == (10, 20, 30, 40)
+    assert set(frame.sources.values()) == {Source.METADATA}
 
 
 @pytest.mark.parametrize("planes", [None, (0, 1, 2)])

@@ -496,7 +496,7 @@ CONFIG_CORPUS: dict[str, tuple[str | bytes, tuple[str, ...]]] = {
     "flips-string": ("data:\n  flips: sometimes\n", ("'data.flips'",)),
     "pixel-negative": ("pixel:\n  l1: -1\n", ("'pixel.l1'",)),
     "model-unknown": ("mode: stage1\nmodel: resnet\ndata:\n  raw_dir: RAW\n", ("resnet", "efficient_isp")),
-    "raw-dir-missing": ("mode: stage1\ndata:\n  raw_dir: /nonexistent/raw\n", ("/nonexistent/raw",)),
+    "raw-dir-missing": ("mode: stage1\npixel:\n  l1: 1\ndata:\n  raw_dir: /nonexistent/raw\n", ("/nonexistent/raw",)),
     "rgb-dir-missing": ("data:\n  raw_dir: RAW\n  rgb_dir: /nonexistent/rgb\n", ("/nonexistent/rgb",)),
     "init-missing": ("mode: stage1\ninit: /nonexistent/model.safetensors\ndata:\n  raw_dir: RAW\n", ("/nonexistent/model.safetensors",)),
     "yaml-anchor-bomb": ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"

@@ -101,13 +101,27 @@ class RawPatches(Dataset):
     def __len__(self) -> int:
         return self.samples
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
-        i = int(torch.randint(self.count, (1,), generator=g))
-        frame = self.frames(i)
+    def check(self, files: int) -> None:
+        """Read up to ``files`` RAW files (and their aligned targets), spread over the set, and check
+        that a patch fits each: the errors a training step would raise, raised before training."""
+        for i in spread_indices(self.count, files):
+            frame = self._frame(i)
+            if self.rgb_files is not None:
+                check_alignment(self.rgb_files[i], read_rgb(self.rgb_files[i]), frame)
+
+    def _frame(self, index: int) -> RawFrame:
+        """The ``index``-th frame; :class:`UnispError` naming it when it is too small for a patch."""
+        frame = self.frames(index)
         need = self.size + 2
         if frame.height < need or frame.width < need:
             raise UnispError(f"{frame.path}: {frame.width}×{frame.height} is smaller than a {need}-pixel patch region")
+        return frame
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
+        i = int(torch.randint(self.count, (1,), generator=g))
+        frame = self._frame(i)
+        need = self.size + 2
         top = 2 * int(torch.randint((frame.height - need) // 2 + 1, (1,), generator=g))
         left = 2 * int(torch.randint((frame.width - need) // 2 + 1, (1,), generator=g))
         hflip, vflip = (bool(b) for b in torch.rand(2, generator=g) < 0.5) if self.flips else (False, False)
@@ -118,14 +132,23 @@ class RawPatches(Dataset):
         matrix = None if frame.cam_to_srgb is None else torch.from_numpy(frame.cam_to_srgb).float()
         item = {"raw": planes[0], "target": render(planes, frame.cfa, wb_gains=gains, cam_to_srgb=matrix, config=self.isp)[0]}
         if self.rgb_files is not None:
-            rgb = read_rgb(self.rgb_files[i])
-            if rgb.shape[-2:] != (frame.height, frame.width):
-                raise UnispError(
-                    f"{self.rgb_files[i]}: {rgb.shape[-1]}×{rgb.shape[-2]} does not match its RAW "
-                    f"{frame.width}×{frame.height}"
-                )
+            rgb = check_alignment(self.rgb_files[i], read_rgb(self.rgb_files[i]), frame)
             item["aligned"] = bayer_safe_crop(rgb, top, left, self.size, hflip, vflip).contiguous()
         return item
+
+
+def check_alignment(path: Path, rgb: torch.Tensor, frame: RawFrame) -> torch.Tensor:
+    """``rgb`` (read from ``path``) when it has the size of its RAW ``frame``; else :class:`UnispError` naming it."""
+    if rgb.shape[-2:] != (frame.height, frame.width):
+        raise UnispError(f"{path}: {rgb.shape[-1]}×{rgb.shape[-2]} does not match its RAW {frame.width}×{frame.height}")
+    return rgb
+
+
+def spread_indices(count: int, most: int) -> list[int]:
+    """Up to ``most`` of ``range(count)``, spread evenly from the first to the last."""
+    if count <= most:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / max(most - 1, 1)) for i in range(most)})
 
 
 class FrameCache:

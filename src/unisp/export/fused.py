@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from unisp.errors import ConfigError, UnispError
+from unisp.export.threads import check_threads
 from unisp.models.base import PACKED_CHANNELS
 from unisp.models.efficient import SHUFFLE_CHANNELS, ThreeConvISP
 
@@ -286,6 +287,7 @@ class FusedISP(nn.Module):
                 f"--backend fused runs efficient_isp and robust_isp, not {getattr(model, 'name', '') or type(model).__name__}"
             )
         check_precision(precision)
+        check_threads(threads)
         self.model = model
         self.threads = threads
         self.precision = precision

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from unisp.errors import ConfigError, UnispError
+from unisp.models.base import check_input_size
 from unisp.raw.bayer import CFA, unpack
 from unisp.raw.frame import RawFrame, Source
 
@@ -273,3 +274,10 @@ def check_shape(shape: tuple[int, int]) -> None:
         raise ConfigError(f"shape {height}x{width}: {height * width / 1e6:.0f} MP is above the {MAX_MEGAPIXELS} MP limit")
     if height % 2 or width % 2:
         raise ConfigError(f"shape {height}x{width}: height and width must be even (whole 2×2 Bayer tiles)")
+
+
+def check_model_shape(model: nn.Module, shape: tuple[int, int], what: str = "shape") -> None:
+    """:func:`check_shape`, and that ``model`` takes an input that small (``what`` names the flag in the message)."""
+    check_shape(shape)
+    height, width = shape
+    check_input_size(model, height // 2, width // 2, f"{what} {height}x{width}")

@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from unisp.errors import ConfigError, UnispError
-from unisp.export.graph import check_shape
+from unisp.export.graph import check_model_shape, check_shape
+from unisp.export.threads import check_threads
 from unisp.models.base import PACKED_CHANNELS
 from unisp.models.registry import MAC_CONVENTION, model_info
 
@@ -413,7 +414,8 @@ def run_latency(
         repeats: timed runs per backend (the median is reported).
         warmup: untimed runs first (at least one: its output is compared with eager's).
         backends: a subset of :data:`BACKENDS`.
-        threads: CPU threads for every backend and the sgemm (default: torch's current setting).
+        threads: CPU threads for every backend and the sgemm, at most the machine's CPUs (default:
+            torch's current setting).
         packed: the input to use (default: uniform random in [0, 1], seeded).
         input_note: how the input was made, for the report.
         model_file: the model's file, whose size is reported.
@@ -429,8 +431,8 @@ def run_latency(
         raise ConfigError(f"unknown backend(s) {', '.join(unknown)} (known: {', '.join(BACKENDS)})")
     if repeats < 1 or warmup < 1:
         raise ConfigError(f"repeats and warmup must be at least 1, got {repeats} and {warmup}")
-    if height % 2 or width % 2 or height < 2 or width < 2:
-        raise ConfigError(f"output size must be even, got {width}×{height}")
+    check_model_shape(model, (height, width), "size")
+    check_threads(threads)
     if allocator not in ALLOCATORS:
         raise ConfigError(f"allocator must be one of {', '.join(ALLOCATORS)}, got {allocator!r}")
     allocator_note = keep_freed_memory() if allocator == "keep" else "glibc default (large blocks mmapped afresh)"
@@ -505,7 +507,7 @@ def load_generator(spec: str) -> tuple[nn.Module, Path | None]:
     if spec in MODEL_NAMES:
         return build_model(spec), None
     path = Path(spec)
-    if not path.is_file():
+    if not path.exists():  # anything that exists goes to load_model, which says what is wrong with it
         raise UnispError(f"{spec}: neither a model name ({', '.join(MODEL_NAMES)}) nor a model file")
     from unisp.models.checkpoint import load_model
 

@@ -38,9 +38,10 @@ import torch
 from torch import nn
 
 from unisp import __version__
-from unisp.errors import ConfigError, UnispError
-from unisp.export.graph import ExportGraph, SensorCalibration, check_input, check_shape
+from unisp.errors import UnispError
+from unisp.export.graph import ExportGraph, SensorCalibration, check_input, check_model_shape
 from unisp.export.parity import verify_and_write
+from unisp.export.threads import check_threads
 from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def export_onnx(
     out = Path(out)
     frames, sensor = export_inputs(precision, calib, packing, sensor)
     if shape is not None:
-        check_shape(shape)
+        check_model_shape(model, shape)
     reference = ExportGraph(model, packing, layout, sensor=sensor)
     extra: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="unisp-onnx-") as workdir:
@@ -224,9 +225,8 @@ class OnnxRunner:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        check_threads(threads)
         if threads is not None:
-            if threads < 1:
-                raise ConfigError(f"threads must be at least 1, got {threads}")
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: ONNX Runtime's warnings go to stderr unasked
         name = "<bytes>" if isinstance(source, bytes) else str(source)

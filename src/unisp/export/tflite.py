@@ -55,8 +55,9 @@ from torch import nn
 
 from unisp import __version__
 from unisp.errors import ConfigError, UnispError
-from unisp.export.graph import LAYOUTS, ExportGraph, SensorCalibration, check_input, check_shape
+from unisp.export.graph import LAYOUTS, ExportGraph, SensorCalibration, check_input, check_model_shape
 from unisp.export.parity import fit, verify_and_write
+from unisp.export.threads import check_threads
 from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def export_tflite(
     out = Path(out)
     if shape is None:
         raise ConfigError(DYNAMIC_UNSUPPORTED)
-    check_shape(shape)
+    check_model_shape(model, shape)
     require_mobile()
     frames, sensor = export_inputs(precision, calib, packing, sensor)
     reference = ExportGraph(model, packing, layout, sensor=sensor)
@@ -399,8 +400,7 @@ class TFLiteRunner:
 
         from ai_edge_litert.interpreter import Interpreter
 
-        if threads is not None and threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {threads}")
+        check_threads(threads)
         if layout not in LAYOUTS:
             raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.name = "<bytes>" if isinstance(source, bytes) else str(source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,10 @@ import torch
 
 from unisp import __version__
 from unisp.errors import UnispError
-from unisp.fileio import write_bytes
+from unisp.fileio import read_input_bytes, write_bytes
 from unisp.models.base import Generator
 from unisp.models.reference import REFERENCE_WHITE, load_reference, reference_adaptation
-from unisp.models.registry import MODEL_NAMES, build_model, count_parameters
+from unisp.models.registry import MODEL_FILE_MAX_BYTES, MODEL_NAMES, build_model, count_parameters
 
 #: Safetensors metadata key holding the JSON header.
 HEADER_KEY = "unisp"
@@ -39,10 +40,38 @@ OUTPUT = "sRGB (B, 3, H, W), H and W twice the packed size"
 _RESERVED = ("format", "format_version", "model", "model_kwargs", "packing", "parameters", "unisp_version")
 #: Extensions of PyTorch pickles (refused by load_model).
 _PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".pkl", ".pickle")
-#: First bytes of a pickle (protocol ≥ 2) and of a zip archive (torch.save's default format).
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+#: A pickle of protocol 2 or later opens with the PROTO opcode and its protocol number (2 to
+#: ``pickle.HIGHEST_PROTOCOL``, 5); torch.save's default format is a zip archive (a local file header).
+_PICKLE_PROTO = 0x80
+_PICKLE_PROTOCOLS = range(2, 6)
+_ZIP_MAGIC = b"PK\x03\x04"
 #: safetensors files start with an 8-byte little-endian header length, then the JSON header.
 _LENGTH_BYTES = 8
+#: Longest JSON header read. unisp writes about 1 KB: the tensor index (~100 bytes a tensor) and a
+#: training summary of a few hundred bytes; the largest network build_model accepts has 246 tensors
+#: (a 28 KB header). 1 MiB leaves room for a long ``meta`` and stops a header that claims gigabytes.
+MAX_HEADER_BYTES = 2**20
+#: Deepest nesting of JSON objects and arrays in a header. unisp's go 3 deep (the tensor index:
+#: name → entry → shape; a header's ``training`` summary: header → training → values); 32 leaves
+#: room for a nested ``meta`` and keeps every later reader (json.dumps, str) far from Python's recursion limit.
+MAX_HEADER_DEPTH = 32
+#: Types of the header fields unisp reads besides ``model`` (checked against the registry),
+#: ``format`` and ``format_version``; other fields ``meta`` added are kept as they are.
+_FIELD_TYPES: dict[str, type] = {
+    "model_kwargs": dict,
+    "packing": str,
+    "normalisation": str,
+    "black_white": str,
+    "output": str,
+    "clamp_at_inference": bool,
+    "training": dict,
+    "unisp_version": str,
+    "parameters": int,
+    "source": dict,
+    "channel_adaptation": str,
+}
+#: How messages name the JSON types of :data:`_FIELD_TYPES`.
+_TYPE_NAMES: dict[type, str] = {dict: "an object", str: "a string", bool: "true or false", int: "an integer"}
 
 
 def save_model(path: str | Path, model: Generator, *, name: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -111,18 +140,54 @@ def load_model(path: str | Path) -> tuple[Generator, dict[str, Any]]:
 
     Raises:
         UnispError: naming the file, for a ``.pth`` pickle (convert it with ``unisp import-reference``),
-        a missing, truncated or corrupt file, a missing header, or weights that do not fit.
+        a missing, non-regular (FIFO, device), oversized, truncated or corrupt file, a missing or
+        malformed header, an architecture argument of the wrong type or out of range (naming the
+        key), or weights that do not fit.
     """
     path = Path(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise UnispError(_pickle_message(path))
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UnispError(f"{path}: cannot read ({e.strerror or e})") from None
-    if data.startswith(_PICKLE_MAGIC):
+    data = read_input_bytes(path, limit=MODEL_FILE_MAX_BYTES, what="model file")
+    kind = sniff(data)
+    if kind in ("pickle", "zip"):
         raise UnispError(_pickle_message(path))
+    if kind != "safetensors":
+        raise UnispError(f"{path}: not a safetensors model file or truncated")
     header = _parse_header(path, data)
+    try:
+        model = build_model(header["model"], **header.get("model_kwargs", {}))
+    except UnispError as e:
+        raise UnispError(f"{path}: {e}") from None
+    state = _read_weights(path, data)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise UnispError(f"{path}: weights do not fit model {header['model']!r} ({' '.join(str(e).split())[:400]})") from None
+    return model.eval(), header
+
+
+def sniff(data: bytes) -> str:
+    """What a model file's bytes hold: ``"safetensors"``, ``"pickle"``, ``"zip"`` or ``"unknown"``.
+
+    safetensors is recognised by its structure (a header length that fits the file, a header that
+    opens with ``{``) and checked first: its 8-byte little-endian header length starts with 0x80 for
+    one header length in 32 (lengths are multiples of 8), and a header of 640, 896, 1,152 or 1,408
+    bytes (the size unisp writes) begins exactly like a pickle of protocol 2 to 5. A pickle's next
+    bytes (opcodes) never make a header length that fits the file.
+    """
+    if len(data) >= _LENGTH_BYTES + 2:
+        n = int.from_bytes(data[:_LENGTH_BYTES], "little")
+        if 2 <= n <= len(data) - _LENGTH_BYTES and data[_LENGTH_BYTES] == ord("{"):
+            return "safetensors"
+    if data.startswith(_ZIP_MAGIC):
+        return "zip"
+    if len(data) >= 2 and data[0] == _PICKLE_PROTO and data[1] in _PICKLE_PROTOCOLS:
+        return "pickle"
+    return "unknown"
+
+
+def _read_weights(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, refusing a corrupt file and NaN or Inf weights."""
     try:
         state = safetensors.torch.load(data)
     except Exception as e:  # safetensors raises its own error type for every malformed file
@@ -130,12 +195,7 @@ def load_model(path: str | Path) -> tuple[Generator, dict[str, Any]]:
     bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if bad:
         raise UnispError(f"{path}: weights contain NaN or Inf ({', '.join(sorted(bad))}); the model is unusable")
-    try:
-        model = build_model(header["model"], **header.get("model_kwargs", {}))
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, UnispError, TypeError) as e:
-        raise UnispError(f"{path}: weights do not fit model {header['model']!r} ({' '.join(str(e).split())[:400]})") from None
-    return model.eval(), header
+    return state
 
 
 def _pickle_message(path: Path) -> str:
@@ -146,29 +206,75 @@ def _pickle_message(path: Path) -> str:
 
 
 def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
-    """The unisp JSON header from the raw bytes of a safetensors file (validating the framing)."""
-    bad = f"{path}: not a safetensors model file or truncated"
-    if len(data) < _LENGTH_BYTES + 2:
-        raise UnispError(bad)
+    """The unisp JSON header of a safetensors file (:func:`sniff` has checked the framing), validated."""
     n = int.from_bytes(data[:_LENGTH_BYTES], "little")
-    if n > len(data) - _LENGTH_BYTES or data[_LENGTH_BYTES : _LENGTH_BYTES + 1] != b"{":
-        raise UnispError(bad)
-    try:
-        raw = json.loads(data[_LENGTH_BYTES : _LENGTH_BYTES + n])
-        header = json.loads(raw["__metadata__"][HEADER_KEY])
-    except (ValueError, KeyError, TypeError):
-        raise UnispError(f"{path}: safetensors file without a unisp model header (not written by unisp)") from None
+    if n > MAX_HEADER_BYTES:
+        raise UnispError(f"{path}: safetensors header of {n:,} bytes, more than a model file has ({MAX_HEADER_BYTES:,} at most)")
+    text = _metadata_text(_parse_json(path, data[_LENGTH_BYTES : _LENGTH_BYTES + n]))
+    if text is None:
+        raise UnispError(_no_header(path))
+    header = _parse_json(path, text)
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME or "model" not in header:
         raise UnispError(f"{path}: unisp header lacks format/model fields")
-    version = header.get("format_version", 0)
+    _check_version(path, header.get("format_version", 0))
+    _check_field_types(path, header)
+    return header
+
+
+def _no_header(path: Path) -> str:
+    return f"{path}: safetensors file without a unisp model header (not written by unisp)"
+
+
+def _parse_json(path: Path, text: str | bytes) -> Any:
+    """Parsed JSON text of a header, nested at most :data:`MAX_HEADER_DEPTH` deep.
+
+    Raises:
+        UnispError: naming the file, for text that is not JSON or nests deeper.
+    """
+    too_deep = f"{path}: model header nested deeper than {MAX_HEADER_DEPTH} levels"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise UnispError(_no_header(path)) from None
+    except RecursionError:  # the decoder recurses once per level: thousands of levels exhaust the stack
+        raise UnispError(too_deep) from None
+    if _nesting_depth(value) > MAX_HEADER_DEPTH:
+        raise UnispError(too_deep)
+    return value
+
+
+def _nesting_depth(value: Any) -> int:
+    """How many levels of JSON objects and arrays ``value`` holds (0 for a scalar), counted without recursion."""
+    depth, level = 0, [value]
+    while level := [v for v in level if isinstance(v, (dict, list))]:
+        depth += 1
+        level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)]
+    return depth
+
+
+def _metadata_text(raw: Any) -> str | None:
+    """The unisp header's JSON text in a parsed safetensors header, or None where there is none."""
+    metadata = raw.get("__metadata__") if isinstance(raw, dict) else None
+    text = metadata.get(HEADER_KEY) if isinstance(metadata, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def _check_version(path: Path, version: object) -> None:
+    """Refuse a ``format_version`` that is not an integer, or is newer than :data:`FORMAT_VERSION`."""
     if isinstance(version, bool) or not isinstance(version, int):
-        raise UnispError(f"{path}: unisp header field format_version must be an integer, got {version!r}")
+        raise UnispError(f"{path}: unisp header field format_version must be an integer, got {reprlib.repr(version)}")
     if version > FORMAT_VERSION:
         raise UnispError(
-            f"{path}: model file format {header['format_version']} is newer than this unisp supports "
-            f"({FORMAT_VERSION}); upgrade unisp"
+            f"{path}: model file format {version} is newer than this unisp supports ({FORMAT_VERSION}); upgrade unisp"
         )
-    return header
+
+
+def _check_field_types(path: Path, header: dict[str, Any]) -> None:
+    """Refuse a header field of :data:`_FIELD_TYPES` that has another type, naming the key."""
+    for key, kind in _FIELD_TYPES.items():
+        value = header.get(key)
+        if key in header and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise UnispError(f"{path}: unisp header field {key} must be {_TYPE_NAMES[kind]}, got {reprlib.repr(value)}")
 
 
 def import_reference(src: str | Path, out: str | Path, model_name: str | None = None) -> dict[str, Any]:
@@ -184,6 +290,7 @@ def import_reference(src: str | Path, out: str | Path, model_name: str | None = 
     """
     src = Path(src)
     model = load_reference(src, model_name)
+    source = read_input_bytes(src, limit=MODEL_FILE_MAX_BYTES, what="PyTorch state dict")
     step = re.search(r"step_(\d+)", src.stem)
     meta = {
         "training": {
@@ -194,7 +301,7 @@ def import_reference(src: str | Path, out: str | Path, model_name: str | None = 
         },
         "source": {
             "file": str(src),
-            "sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
+            "sha256": hashlib.sha256(source).hexdigest(),
             "reference_packing": "(B, Gb, R, Gr) (see unisp.raw.bayer.REFERENCE_ORDER)",
             "reference_normalisation": f"per-channel (x − black_c)/({REFERENCE_WHITE} − black_c)",
         },

@@ -14,16 +14,19 @@ containers, so loading never runs code from the file.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 
 from unisp.errors import UnispError
+from unisp.fileio import read_input_bytes
 from unisp.models.base import Generator
-from unisp.models.registry import build_model
+from unisp.models.registry import MODEL_FILE_MAX_BYTES, build_model
 from unisp.raw.bayer import REFERENCE_INVERSE
 
 logger = logging.getLogger(__name__)
@@ -45,13 +48,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a PyTorch state-dict pickle safely (``weights_only=True``; never executes code).
 
     A state dict wrapped in ``{"state_dict": ...}``-style dicts is unwrapped and a ``module.``
-    (DataParallel) prefix removed. Anything else raises :class:`UnispError` naming the file.
+    (DataParallel) prefix removed. Anything else, and a file that is not regular (a FIFO, a device)
+    or larger than :data:`~unisp.models.registry.MODEL_FILE_MAX_BYTES`, raises :class:`UnispError`
+    naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UnispError(f"{path}: no such file")
+    data = read_input_bytes(path, limit=MODEL_FILE_MAX_BYTES, what="PyTorch state dict")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _deserialise(path, data)
     except Exception as e:  # unpickling refusals, corrupt zips, truncated files: all a bad file
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise UnispError(f"{path}: not a plain PyTorch state dict ({type(e).__name__}: {first})") from None
@@ -62,6 +66,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UnispError(f"{path}: expected a dict of tensors (a state dict), got {type(obj).__name__}")
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def _deserialise(path: Path, data: bytes) -> Any:
+    """What ``torch.load(path, weights_only=True)`` gives for these bytes: like torch.load, a name
+    ending in ``.safetensors`` is read as safetensors, anything else is unpickled weights-only."""
+    if path.suffix.lower() == ".safetensors":
+        return safetensors.torch.load(data)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def infer_reference_model(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, Any]] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import torch
@@ -28,6 +29,11 @@ MAC_CONVENTION = (
 )
 #: Default output size :func:`model_info` measures at (multiple of 4, so every pyramid level divides evenly).
 INFO_SIZE = 256
+#: Largest model file (or released ``.pth``) unisp reads. Ours are 13 KB (efficient_isp) to 120 KB
+#: (rmfa_tiny); the largest network :func:`build_model` accepts (rmfa_tiny at its bounds: 16 blocks
+#: of width 64, 3.3 M parameters) is 13 MB in float32, 27 MB in float64. 64 MiB leaves room above
+#: that and still refuses /dev/zero or a mistaken multi-GB file before it is read.
+MODEL_FILE_MAX_BYTES = 64 * 2**20
 
 
 def build_model(name: str, **kwargs: Any) -> Generator:
@@ -35,18 +41,23 @@ def build_model(name: str, **kwargs: Any) -> Generator:
 
     Args:
         name: one of :data:`MODEL_NAMES`.
-        **kwargs: architecture arguments of that generator (e.g. ``num_blocks`` for ``rmfa_tiny``).
+        **kwargs: architecture arguments of that generator (e.g. ``num_blocks`` for ``rmfa_tiny``),
+            checked against its :attr:`~unisp.models.base.Generator.kwarg_ranges` before anything is built.
 
     Returns:
         The :class:`Generator`, in training mode.
+
+    Raises:
+        ConfigError: an unknown name, or an argument that is unknown, of the wrong type or out of range.
     """
-    cls = _REGISTRY.get(name)
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ConfigError(f"unknown model {name!r} (known: {', '.join(MODEL_NAMES)})")
+        raise ConfigError(f"unknown model {reprlib.repr(name)} (known: {', '.join(MODEL_NAMES)})")
     try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"model {name!r}: bad arguments {kwargs} ({e})") from None
+        checked = cls.check_kwargs(kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"model {name!r}: {e}") from None
+    return cls(**checked)
 
 
 def count_parameters(model: nn.Module) -> int:

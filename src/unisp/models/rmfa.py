@@ -24,13 +24,14 @@ upsample whenever sizes divide evenly and also handles sizes that do not.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unisp.models.base import Generator
+from unisp.models.base import TILE, Generator, KwargRange
 
 #: Value at the mosaic positions a colour plane does not sample. The paper's released code builds
 #: the split with ``ones_like`` and writes the samples in, so the released weights expect 1.
@@ -42,6 +43,26 @@ SPATIAL_KERNEL = 7
 #: RMFA-Net tiny: 2 blocks of width 16 (arXiv 2406.11469; the released RMFA_TINY weights).
 TINY_BLOCKS = 2
 TINY_WIDTH = 16
+#: The tone-mapping pyramid average-pools the full-resolution features this many times, by
+#: :data:`POOL_FACTOR` each time; every level must keep at least one pixel.
+PYRAMID_POOLS = 2
+POOL_FACTOR = 2
+#: Fewest and most blocks a model file may ask for. 0 leaves the input and output modules (an
+#: ablation); 16 is 8× RMFA-Net tiny's 2. Blocks run one after another, so they cost time, not
+#: memory; the bound keeps a header from building millions of modules.
+MIN_BLOCKS = 0
+MAX_BLOCKS = 16
+#: Widest feature maps a model file may ask for: 4× RMFA-Net tiny's 16. The network runs at full
+#: resolution in one pass (its channel attention pools over the whole image, so it is not tiled):
+#: each feature map of a 12 MP frame takes width × 48 MB, 3 GB at 64.
+MAX_WIDTH = 64
+#: The texture module splits the features into two halves (1×1 and 3×3 branches) and concatenates
+#: them, so the width is even, and at least 2 for the halves to hold a channel.
+WIDTH_MULTIPLE = 2
+MIN_WIDTH = 2
+#: Range of ``fill``: a value the normalised input itself can hold (the released weights use 1).
+MIN_FILL = 0.0
+MAX_FILL = 1.0
 
 
 def three_channel_split(packed: torch.Tensor, fill: float = SPLIT_FILL) -> torch.Tensor:
@@ -81,8 +102,8 @@ class ToneMappingModule(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.level1 = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
-        self.level2 = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+        self.level1 = nn.Sequential(nn.AvgPool2d(POOL_FACTOR), nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
+        self.level2 = nn.Sequential(nn.AvgPool2d(POOL_FACTOR), nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
         self.level3 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,17 +168,24 @@ class RMFABlock(nn.Module):
 class RMFANet(Generator):
     """RMFA-Net on packed input; defaults give RMFA-Net tiny (2 blocks, width 16, 29,223 parameters).
 
-    Full-resolution height and width must be at least 4 (two 2× pooling levels).
+    Full-resolution height and width must be at least 4 (two 2× pooling levels; see
+    :attr:`min_packed_size`).
 
     Args:
-        num_blocks: number of RMFA blocks.
-        width: feature channels.
-        fill: value of the three-channel split at unsampled positions (see :data:`SPLIT_FILL`).
+        num_blocks: number of RMFA blocks, :data:`MIN_BLOCKS` to :data:`MAX_BLOCKS`.
+        width: feature channels, even, :data:`MIN_WIDTH` to :data:`MAX_WIDTH`.
+        fill: value of the three-channel split at unsampled positions (see :data:`SPLIT_FILL`),
+            :data:`MIN_FILL` to :data:`MAX_FILL`.
         clamp_output: see :class:`Generator`.
     """
 
     name = "rmfa_tiny"
     receptive_radius = None  # channel attention pools over the whole image
+    kwarg_ranges = {
+        "num_blocks": KwargRange(int, MIN_BLOCKS, MAX_BLOCKS),
+        "width": KwargRange(int, MIN_WIDTH, MAX_WIDTH, multiple=WIDTH_MULTIPLE),
+        "fill": KwargRange(float, MIN_FILL, MAX_FILL),
+    }
 
     def __init__(
         self,
@@ -179,6 +207,13 @@ class RMFANet(Generator):
     @property
     def model_kwargs(self) -> dict[str, Any]:
         return {"num_blocks": self.num_blocks, "width": self.width, "fill": self.fill}
+
+    @property
+    def min_packed_size(self) -> int:
+        """Packed side whose full-resolution features survive every pool of the tone-mapping pyramid (2); 1 without blocks."""
+        if not self.num_blocks:
+            return 1
+        return math.ceil(POOL_FACTOR**PYRAMID_POOLS / TILE)
 
     def render(self, packed: torch.Tensor) -> torch.Tensor:
         x = self.input_module(three_channel_split(packed, self.fill))

@@ -15,6 +15,7 @@ from unisp.raw.bayer import (
     to_reference_order,
     unpack,
 )
+from unisp.raw.calibration import colour_matrix_problem, wb_gains_problem
 from unisp.raw.dng import write_dng
 from unisp.raw.frame import EXIF_ORIENTATIONS, RawFrame, Source
 from unisp.raw.io import (
@@ -43,6 +44,7 @@ __all__ = [
     "Source",
     "camera_to_srgb_matrix",
     "colour_masks",
+    "colour_matrix_problem",
     "crop_to_even",
     "detect_layout",
     "find_raw_files",
@@ -52,6 +54,7 @@ __all__ = [
     "site_masks",
     "to_reference_order",
     "unpack",
+    "wb_gains_problem",
     "write_dng",
     "write_mosaic_png",
 ]

@@ -23,7 +23,7 @@ class Source(str, Enum):
     METADATA = "metadata"  # read from the file itself (EXIF/DNG/LibRaw, or a sidecar JSON we wrote)
     PRESET = "preset"  # a dataset preset (ZRR, Fujifilm UltraISP)
     USER = "user"  # given on the command line or in a config
-    ASSUMED = "assumed"  # nothing said: a documented default was used
+    ASSUMED = "assumed"  # nothing usable said (missing, or invalid and dropped with a warning): a documented default
 
 
 @dataclass

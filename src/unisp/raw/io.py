@@ -14,7 +14,8 @@ One entry point, :func:`read_raw`, with a ``layout`` that says how the file is s
 
 ``layout="auto"`` picks one from the extension, the parent folder's name and a sidecar's presence
 (see :func:`detect_layout`). Every frame records in ``frame.sources`` where its CFA, levels,
-white balance and colour matrix came from, and one INFO line per file says so.
+white balance and colour matrix came from, and one INFO line per file says so; a value the file
+holds but that cannot be right is dropped with a WARNING naming the file (see :func:`read_raw`).
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import rawpy
-import tifffile
 
 from unisp.errors import ConfigError, RawFormatError, UnispError
 from unisp.fileio import read_pixels, write_image, write_text
 from unisp.raw.bayer import CFA, REFERENCE_INVERSE, from_reference_order, unpack
-from unisp.raw.dng import TAG_CFA_PATTERN, TAG_CFA_PLANE_COLOR
+from unisp.raw.calibration import colour_matrix_problem, wb_gains_problem
+from unisp.raw import dng_tags
+from unisp.raw.dng_tags import DngTags, read_dng_tags
 from unisp.raw.frame import RawFrame, Source
 
 logger = logging.getLogger(__name__)
@@ -105,8 +107,6 @@ HEADERLESS_EXTENSIONS: tuple[str, ...] = (".raw", ".bin")
 RAW_EXTENSIONS: tuple[str, ...] = CAMERA_RAW_EXTENSIONS + MOSAIC_IMAGE_EXTENSIONS + (".npy",) + HEADERLESS_EXTENSIONS
 
 _NPY_MAGIC = b"\x93NUMPY"
-#: Colour planes of a DNG without a CFAPlaneColor tag (the DNG specification's default: R, G, B).
-DEFAULT_CFA_PLANES = 3
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -145,6 +145,13 @@ def read_raw(
     point, so those are only counted in the log. A float ``.npy`` in [0, 1] is scaled to 0..65535
     first; ``black``/``white`` given for it are in that scale.
 
+    Metadata that is well-formed but cannot be right is never passed on silently. A colour matrix
+    or white balance that fails :mod:`unisp.raw.calibration` (any layout), and a DNG's invalid
+    Orientation, WhiteLevel, AsShotNeutral or colour tags, are replaced by the documented default
+    (identity matrix, unknown white balance, orientation 1, the DNG default white level), marked
+    :attr:`Source.ASSUMED`, with a warning naming the file; a DNG black level that cannot be read
+    unambiguously is refused (see :mod:`unisp.raw.dng_tags`).
+
     Raises:
         RawFormatError: a file that is missing, unreadable, of an unsupported kind, or whose values do
             not fit its levels, and missing or invalid flags; the message starts with the file name.
@@ -177,7 +184,7 @@ def read_raw(
         raise RawFormatError(f"{path}: cannot read ({e.strerror or e})") from None
     frame = _apply_overrides(frame, opts)
     note = ""
-    if chosen == "libraw" and frame.sources.get("white_level") == Source.METADATA:
+    if chosen == "libraw" and frame.sources.get("white_level") != Source.USER:
         note = _samples_above_white(frame)  # LibRaw's level is a clip point, not a bit depth to check
     else:
         frame.check_white_level()
@@ -423,11 +430,12 @@ def _check_file(path: Path) -> None:
 
 
 def _read_libraw(path: Path) -> RawFrame:
-    if path.suffix.lower() == ".dng":
-        _check_dng_cfa_pattern(path)
+    tags = read_dng_tags(path) if path.suffix.lower() == ".dng" else None
+    if tags is not None:
+        dng_tags.check_cfa_pattern(path, tags)
     try:
         with rawpy.imread(str(path)) as raw:
-            return _frame_from_libraw(path, raw)
+            return _frame_from_libraw(path, raw, tags)
     except rawpy.LibRawError as e:
         reason = e.args[0] if e.args else type(e).__name__
         if isinstance(reason, bytes):
@@ -435,34 +443,7 @@ def _read_libraw(path: Path) -> RawFrame:
         raise RawFormatError(f"{path}: LibRaw cannot read it ({reason})") from None
 
 
-def _check_dng_cfa_pattern(path: Path) -> None:
-    """Refuse a DNG whose CFAPattern names a colour plane the file does not have.
-
-    LibRaw looks such a colour up in a table it leaves uninitialised for that index (``tab`` in its
-    ``parse_tiff_ifd``), so the CFA it returns depends on what the stack held before: a pattern
-    (0, 1, 1, 7) read as an invalid RGGR when read alone, and once, inside the whole test suite,
-    as RGGB. The tags themselves are checked instead. A file tifffile cannot parse is left to
-    LibRaw, which reports it.
-    """
-    try:
-        with tifffile.TiffFile(path) as tif:
-            pages = [p for top in tif.pages for p in (top, *(top.pages or ()))]
-            cfas = [
-                (tuple(bytes(p.tags[TAG_CFA_PATTERN].value)),
-                 len(p.tags[TAG_CFA_PLANE_COLOR].value) if TAG_CFA_PLANE_COLOR in p.tags else DEFAULT_CFA_PLANES)
-                for p in pages if TAG_CFA_PATTERN in p.tags
-            ]
-    except Exception:  # noqa: BLE001 - any parse failure is LibRaw's to report, with its reason
-        return
-    for colours, n_planes in cfas:
-        if any(c >= n_planes for c in colours):
-            raise RawFormatError(
-                f"{path}: unsupported sensor layout: colour filter pattern {colours} "
-                f"names a colour plane the file does not have ({n_planes} planes)"
-            )
-
-
-def _frame_from_libraw(path: Path, raw: rawpy.RawPy) -> RawFrame:
+def _frame_from_libraw(path: Path, raw: rawpy.RawPy, tags: DngTags | None) -> RawFrame:
     unsupported = f"{path}: unsupported sensor layout"
     if raw.raw_type != rawpy.RawType.Flat:
         raise RawFormatError(
@@ -488,15 +469,16 @@ def _frame_from_libraw(path: Path, raw: rawpy.RawPy) -> RawFrame:
     mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
     per_colour = raw.black_level_per_channel
     black = tuple(float(per_colour[int(colours[r, c])]) for r, c in cfa.offsets)
-    white = float(raw.white_level)
+    white, white_source = float(raw.white_level), Source.METADATA
     wb = _libraw_wb(raw.camera_whitebalance)
     cam_to_srgb = _libraw_cam_to_srgb(path, raw)
-    flip = int(raw.sizes.flip)
-    orientation = LIBRAW_FLIP_TO_EXIF.get(flip, 1)
-    if orientation not in ROTATION_ORIENTATIONS:
-        logger.warning("%s: mirrored orientation (EXIF %d) unsupported; using the image as stored", path, orientation)
-        orientation = 1
-    return RawFrame(
+    orientation = _libraw_orientation(path, raw) if tags is None or dng_tags.orientation_is_valid(path, tags) else 1
+    if tags is not None:
+        black = dng_tags.black_level(path, tags, cfa, mosaic.shape, black)
+        white, white_source = dng_tags.white_level(path, tags, white)
+        wb = dng_tags.as_shot_neutral(path, tags, wb)
+        cam_to_srgb = dng_tags.colour_matrix(path, tags, cam_to_srgb)
+    frame = RawFrame(
         mosaic=mosaic,
         cfa=cfa,
         black_level=black,
@@ -508,11 +490,12 @@ def _frame_from_libraw(path: Path, raw: rawpy.RawPy) -> RawFrame:
         sources=dict(
             cfa=Source.METADATA,
             black_level=Source.METADATA,
-            white_level=Source.METADATA,
+            white_level=white_source,
             wb_gains=Source.METADATA if wb is not None else Source.ASSUMED,
             cam_to_srgb=Source.METADATA if cam_to_srgb is not None else Source.ASSUMED,
         ),
     )
+    return _drop_implausible_colour(path, frame)
 
 
 def _libraw_wb(multipliers: Sequence[float]) -> tuple[float, float, float] | None:
@@ -528,18 +511,45 @@ def _libraw_cam_to_srgb(path: Path, raw: rawpy.RawPy) -> np.ndarray | None:
 
     LibRaw fills ``rgb_xyz_matrix`` from its camera table; for a DNG it only turns the file's
     ColorMatrix into ``color_matrix`` (camera → sRGB, the same formula), so that is the fallback.
+    All zeros means no matrix; whether the matrix is plausible is checked by the caller.
     """
     xyz_to_camera = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3]
     if np.any(xyz_to_camera):
         try:
             return camera_to_srgb_matrix(xyz_to_camera)
         except RawFormatError as e:
-            logger.warning("%s: ignoring LibRaw's colour matrix: %s", path, e)
+            logger.warning("%s: ignoring the colour matrix (%s); using identity", path, e)
             return None
     ready = np.asarray(raw.color_matrix, dtype=np.float64)[:, :3]
-    if np.any(ready) and np.all(np.isfinite(ready)):
-        return ready
-    return None
+    return ready if np.any(ready) else None
+
+
+def _libraw_orientation(path: Path, raw: rawpy.RawPy) -> int:
+    """The EXIF rotation LibRaw read (``sizes.flip``); a mirrored one is dropped with a warning."""
+    orientation = LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
+    if orientation not in ROTATION_ORIENTATIONS:
+        logger.warning("%s: mirrored orientation (EXIF %d) unsupported; using the image as stored", path, orientation)
+        return 1
+    return orientation
+
+
+def _drop_implausible_colour(name: Path, frame: RawFrame) -> RawFrame:
+    """``frame`` without a white balance or colour matrix that cannot be right (see
+    :mod:`unisp.raw.calibration`), each dropped with a warning naming ``name`` and marked assumed.
+
+    Rendering then does what it does for a file that has none: gray-world white balance for
+    ``as_shot``, the identity matrix (the same image as ``--color-matrix identity``).
+    """
+    values: dict = {}
+    if frame.wb_gains is not None and (problem := wb_gains_problem(frame.wb_gains)):
+        logger.warning("%s: ignoring the as-shot white balance (%s); treating it as unknown", name, problem)
+        values["wb_gains"] = None
+    if frame.cam_to_srgb is not None and (problem := colour_matrix_problem(frame.cam_to_srgb)):
+        logger.warning("%s: ignoring the colour matrix (%s); using identity", name, problem)
+        values["cam_to_srgb"] = None
+    if not values:
+        return frame
+    return replace(frame, **values, sources={**frame.sources, **{key: Source.ASSUMED for key in values}})
 
 
 def _read_mosaic_image(path: Path, white: float) -> np.ndarray:
@@ -650,7 +660,7 @@ def _read_unisp(path: Path, opts: _UserOptions) -> RawFrame:
         raise RawFormatError(message if message.startswith(str(path)) else f"{sidecar}: {message}") from None
     except (TypeError, ValueError) as e:
         raise RawFormatError(f"{sidecar}: invalid value ({e})") from None
-    return frame
+    return _drop_implausible_colour(sidecar, frame)
 
 
 def _read_plain_image(path: Path, opts: _UserOptions) -> RawFrame:

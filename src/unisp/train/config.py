@@ -9,6 +9,7 @@ from unisp.errors import ConfigError
 from unisp.isp.demosaic import DemosaicMethod
 from unisp.isp.pipeline import TransferCurve
 from unisp.losses.config import UnpairedLossConfig
+from unisp.models.registry import MODEL_NAMES
 
 #: stage1: reproduce the classical render X̂ (the paper's pretraining);
 #: unpaired: the paper's loss with an unrelated RGB set (content against X̂);
@@ -27,6 +28,8 @@ ContentReference = Literal["render", "aligned"]
 LrSchedule = Literal["constant", "cosine"]
 #: Modes whose training data has aligned RGB targets.
 PAIRED_MODES = ("paired", "paired_no_adv")
+#: The seeds ``torch.manual_seed`` takes: [-2**63, 2**64).
+SEED_RANGE = (-(2**63), 2**64)
 #: The values of :data:`unisp.raw.io.LAYOUTS`.
 Layout = Literal["auto", "libraw", "zrr", "uispf", "unisp", "png", "npy", "headerless"]
 
@@ -150,6 +153,8 @@ class TrainConfig:
     nan_max_rollbacks: int = 3
 
     def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise ConfigError(f"config key 'model' must be one of {', '.join(MODEL_NAMES)}, got {self.model!r}")
         for key in ("steps", "batch_size", "log_every", "val_every", "ckpt_every", "image_every", "d_every", "nan_patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r} must be at least 1, got {getattr(self, key)}")
@@ -165,6 +170,20 @@ class TrainConfig:
                 raise ConfigError(f"config key 'pixel.{key}' must be ≥ 0, got {getattr(self.pixel, key)}")
         if not 0 <= self.data.val_fraction < 1:
             raise ConfigError(f"config key 'data.val_fraction' must be in [0, 1), got {self.data.val_fraction}")
+        for key in ("betas", "d_betas"):
+            for i, beta in enumerate(getattr(self, key)):
+                if not 0 <= beta < 1:  # Adam's moment decay rates (torch.optim.Adam refuses others)
+                    raise ConfigError(f"config key '{key}[{i}]' must be in [0, 1), got {beta}")
+        for key in ("workers", "val_max_images"):
+            if getattr(self.data, key) < 0:
+                raise ConfigError(f"config key 'data.{key}' must be ≥ 0, got {getattr(self.data, key)}")
+        if self.data.samples_per_epoch < self.batch_size:
+            raise ConfigError(
+                f"config key 'data.samples_per_epoch' ({self.data.samples_per_epoch}) must be at least "
+                f"'batch_size' ({self.batch_size}): an epoch holds whole batches"
+            )
+        if not SEED_RANGE[0] <= self.seed < SEED_RANGE[1]:
+            raise ConfigError(f"config key 'seed' must be in [-2**63, 2**64) (torch's seeds), got {self.seed}")
         if self.content_reference == "aligned" and self.mode not in PAIRED_MODES:
             raise ConfigError(f"config key 'content_reference' can be 'aligned' only in paired modes, not in {self.mode}")
         if self.data.patch < 8 or self.data.patch % 2:

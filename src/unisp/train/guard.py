@@ -5,6 +5,13 @@ counted. A few bad batches are survivable; many in a row mean the weights themse
 so after ``nan_patience`` consecutive bad steps training returns to the last good state (the last
 checkpoint, kept in memory exactly as it was saved) with every learning rate multiplied by
 ``nan_lr_factor``. After ``nan_max_rollbacks`` rollbacks it gives up with an error.
+
+A run can also fail without a single NaN: a learning rate far too high (``lr=1e10``) drives the
+generator to one constant image (black, behind its final ReLU) in a few steps. :func:`collapse`
+finds that at every logged step; the loop then stops with :class:`TrainingCollapsed`, because a
+constant output passes no gradient (the probe's ``lr=1e10`` run logged a gradient norm of exactly
+0 from then on): the run cannot come back, and going on would only end, with exit status 0, in a
+black model.
 """
 
 from __future__ import annotations
@@ -24,6 +31,36 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(UnispError):
     """Training keeps producing NaN/Inf after every allowed rollback."""
+
+
+class TrainingCollapsed(UnispError):
+    """The generator's output became one constant image while its reference is not constant."""
+
+
+#: An output whose standard deviation over a batch (every pixel and channel, values clamped to
+#: [0, 1]) is below this is constant: it varies by less than one 8-bit code value (1/255), so it
+#: saves as one flat colour. A reference must vary by at least as much for a collapse to count.
+COLLAPSE_STD = 1 / 255
+
+
+def collapse(output: torch.Tensor, reference: torch.Tensor) -> dict[str, float] | None:
+    """``{"output_std", "output_mean", "reference_std"}`` when ``output`` is constant and ``reference``
+    is not (see :data:`COLLAPSE_STD`); None otherwise (NaN compares as not collapsed)."""
+    output = output.detach().float().clamp(0, 1)
+    output_std, reference_std = float(output.std()), float(reference.detach().float().std())
+    if not (output_std < COLLAPSE_STD <= reference_std):
+        return None
+    return {"output_std": output_std, "output_mean": float(output.mean()), "reference_std": reference_std}
+
+
+def collapse_message(step: int, stats: dict[str, float], lr: float) -> str:
+    """The error line of :class:`TrainingCollapsed`."""
+    return (
+        f"training collapsed at step {step}: the generator's output is one constant image (mean "
+        f"{stats['output_mean']:.3f}, standard deviation {stats['output_std']:.2g} < {COLLAPSE_STD:.2g} over the "
+        f"batch, against {stats['reference_std']:.2g} for its reference) and passes no gradient, so the run "
+        f"stopped; lower lr (it is {lr:g}) and start again (checkpoints saved since the last logged step may be collapsed too)"
+    )
 
 
 def all_finite(tensors: Iterable[torch.Tensor | None]) -> bool:

@@ -1,16 +1,17 @@
 """The training loop, for every mode: stage 1, paired, paired without adversarial terms, unpaired.
 
-Read top to bottom: data, model, objective (terms and discriminators), optimisers; then one
-loop of steps. A generator step computes the active terms on a batch and combines their
-gradients (Dynamic Loss Adaptation, or fixed weights); every ``d_every`` steps the
-discriminators step on the same batch. Logging, validation and checkpoints happen every so many
-steps; ``--resume`` continues exactly where the last checkpoint left off (weights, optimiser
-moments, discriminators, step and data order).
+Read top to bottom: model, data (a sample of the files read and checked), objective (terms and
+discriminators), optimisers, and only then the run folder, so that a run that cannot start
+leaves nothing behind; then one loop of steps. A generator step computes the active terms on a
+batch and combines their gradients (Dynamic Loss Adaptation, or fixed weights); every
+``d_every`` steps the discriminators step on the same batch. Logging, validation and checkpoints
+happen every so many steps; ``--resume`` continues exactly where the last checkpoint left off
+(weights, optimiser moments, discriminators, step and data order).
 
 A step whose loss or gradient is NaN/Inf is skipped, and persistent ones roll back to the last
-checkpoint with lower learning rates (:mod:`unisp.train.guard`). Under ``torchrun`` every rank
-trains on its shard of each batch and gradients are averaged explicitly
-(:mod:`unisp.train.distributed`); only rank 0 writes.
+checkpoint with lower learning rates; an output collapsed to one constant image stops the run
+(:mod:`unisp.train.guard`). Under ``torchrun`` every rank trains on its shard of each batch and
+gradients are averaged explicitly (:mod:`unisp.train.distributed`); only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from unisp.data.patches import FrameCache, RawPatches
+from unisp.data.patches import FrameCache, RawPatches, check_alignment
 from unisp.data.unpaired import RGBPatches, UnpairedPatches
 from unisp.errors import UnispError
 from unisp.eval.metrics import psnr
@@ -48,7 +49,8 @@ from unisp.raw.frame import RawFrame
 from unisp.raw.io import find_raw_files, read_raw
 from unisp.train import distributed
 from unisp.train.config import PAIRED_MODES, TrainConfig
-from unisp.train.guard import NonFiniteGuard, all_finite, snapshot
+from unisp.train.guard import NonFiniteGuard, TrainingCollapsed, all_finite, collapse, collapse_message, snapshot
+from unisp.train.memory import check_step_memory
 from unisp.train.objective import Objective, active_terms
 from unisp.train.run import MODEL_FILE, SUMMARY_FILE, RunDir
 
@@ -114,6 +116,14 @@ def build_dataset(config: TrainConfig, files: list[Path], read: Callable) -> Dat
 GRADING_MAX_FILES = 64
 
 
+#: RAW files, and as many RGB photos, read before the run folder is created (spread evenly over
+#: each sorted list; all of them in a smaller set): a wrong folder (photos given as RAW, mosaics as
+#: photos) or a patch larger than the images shows in any of them, while reading every file of a
+#: large set would delay each start by minutes. A bad file among the others stops the run when a
+#: step draws it, with one line naming it (fix or remove it, then ``--resume``).
+PREFLIGHT_FILES = 16
+
+
 def fit_colour_grading(config: TrainConfig, files: list[Path], read: Callable) -> Grading:
     """The grading of X̂ (of the training RAW files) to the RGB photos: the ``graded`` term's pseudo-target."""
     generator = torch.Generator().manual_seed(config.seed)
@@ -140,7 +150,8 @@ def load_validation(config: TrainConfig, files: list[Path], read: Callable) -> t
     frames = [read(f) for f in files]
     gt_dir = config.data.val_rgb_dir or (config.data.rgb_dir if config.mode in PAIRED_MODES else "")
     if gt_dir:
-        return frames, [read_rgb(p) for p in paired_targets(files, gt_dir)], "val_psnr"
+        targets = [check_alignment(p, read_rgb(p), f) for p, f in zip(paired_targets(files, gt_dir), frames)]
+        return frames, targets, "val_psnr"
     targets = [render_frame(f, target_config(config)) for f in frames]
     return frames, targets, "val_psnr" if config.mode == "stage1" else "val_render_psnr"
 
@@ -260,15 +271,22 @@ def train(
     out: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Callable[[int, dict[str, float]], None] | None = None,
     command: str = "",
 ) -> dict[str, Any]:
     """Train a generator as the recipe says; under ``torchrun``, data-parallel over every process.
 
+    Everything that can be checked (the recipe, the run folder, the device, the memory a step
+    needs, the data, the model and the losses) is checked, and built, before the run folder is
+    written: a run that cannot start leaves nothing behind.
+
     Args:
         config: the recipe.
-        out: run folder (default ``config.out``).
-        resume: continue the run in ``out`` from its last checkpoint.
+        out: run folder (default ``config.out``); a new run needs it missing or empty.
+        resume: continue the run in ``out`` from its last checkpoint (``config`` may differ from
+            the run's only in :data:`unisp.train.run.RESUMABLE_KEYS`).
+        overwrite: start a new run in a non-empty ``out``, replacing a previous run's files.
         progress: called after every step with the step number and the step's logged values
             (on rank 0 only).
         command: the command line, recorded in ``run.json``.
@@ -276,11 +294,17 @@ def train(
     Returns:
         The run summary (also written to ``summary.json``).
     """
+    run = RunDir(out or config.out)
+    if resume and overwrite:
+        raise UnispError("--resume continues a run and --overwrite replaces one: pass only one of them")
+    changes = run.resume_changes(config) if resume else {}
     config.check_ready()
+    if not resume:  # on every process, before distributed.setup joins them: none has written anything yet
+        run.check_new(overwrite)
     ctx, device = distributed.setup(config.device)
     try:
         with deterministic_mode(config.deterministic):
-            return _train(config, RunDir(out or config.out), ctx, device, resume, progress, command)
+            return _train(config, run, ctx, device, resume, overwrite, progress, command, changes)
     finally:
         distributed.cleanup(ctx)
 
@@ -291,29 +315,30 @@ def _train(
     ctx: distributed.Distributed,
     device: torch.device,
     resume: bool,
+    overwrite: bool,
     progress: Callable[[int, dict[str, float]], None] | None,
     command: str,
+    changes: dict[str, tuple[Any, Any]],
 ) -> dict[str, Any]:
     seed_everything(config.seed)
-    read = functools.partial(read_raw, layout=config.data.layout)
-    train_files, val_files = split_files(config)
-    dataset = build_dataset(config, train_files, read)
-    val_frames, val_targets, val_name = load_validation(config, val_files, read) if ctx.main else ([], [], "")
-    local_batch = distributed.local_batch_size(config.batch_size, ctx)
-
     if resume:
         model, header, state = load_resume_everywhere(run, ctx)
         name = header["model"]
     else:
         model, name = build_start_model(config)
         state = {}
-        if ctx.main:
-            run.start(config, str(device), command)
+    local_batch = distributed.local_batch_size(config.batch_size, ctx)
+    # Each GPU holds its own share of the batch; processes on the CPU share the host's memory.
+    check_step_memory(config, device, local_batch if device.type == "cuda" else config.batch_size)
+    read = functools.partial(read_raw, layout=config.data.layout)
+    train_files, val_files = split_files(config)
+    dataset = build_dataset(config, train_files, read)
+    dataset.check(PREFLIGHT_FILES)
+    val_frames, val_targets, val_name = load_validation(config, val_files, read) if ctx.main else ([], [], "")
+
     model = model.to(device).train()
     distributed.broadcast_module_(model, ctx)
     grading = fit_colour_grading(config, train_files, read) if "graded" in active_terms(config) else None
-    if grading is not None and ctx.main:
-        run.save_grading(grading.to_dict())
     objective = Objective(config, grading).to(device)
     distributed.broadcast_module_(objective, ctx)  # discriminators (and random test backbones) as rank 0's
     g_params = [p for p in model.parameters() if p.requires_grad]
@@ -344,15 +369,17 @@ def _train(
         restore(state)
         guard.restore(state.get("guard", {}))
         step = int(state["step"])
-        if ctx.main:
-            run.remove_temporaries()
-            run.truncate_metrics(step)
-        log.info("resumed %s at step %d", run.path, step)
+    # Every check has passed and everything is built: only now is the run folder written.
+    if ctx.main:
+        if resume:
+            continue_run_folder(run, config, step, changes)
+        else:
+            start_run_folder(run, config, str(device), command, overwrite)
+        if grading is not None:
+            run.save_grading(grading.to_dict())
     last_good = snapshot(model, resume_state(), step)
 
     steps_per_epoch = config.data.samples_per_epoch // config.batch_size
-    if steps_per_epoch == 0:
-        raise UnispError(f"batch_size {config.batch_size} exceeds data.samples_per_epoch {config.data.samples_per_epoch}")
     board = TensorBoard(run.path / "tb", config.tensorboard and ctx.main)
     start_val = validate(model, val_frames, val_targets, val_name, device) if step == 0 else {}
     if start_val:
@@ -433,6 +460,7 @@ def _train(
                 if step % config.log_every == 0 or step == config.steps:
                     run.log({"step": step, **record})
                     board.scalars(step, record)
+                    stop_if_collapsed(run, step, fake, batch["target"], config.lr)
                 if step % config.image_every == 0:
                     board.images(step, batch, fake)
                 if step % config.val_every == 0 or step == config.steps:
@@ -470,6 +498,32 @@ def _train(
     if ctx.main:
         write_text(run.path / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def start_run_folder(run: RunDir, config: TrainConfig, device: str, command: str, overwrite: bool) -> None:
+    """Create a new run's folder (after removing a previous run's files, with ``overwrite``) and write its recipe."""
+    if overwrite:
+        run.remove_previous()
+    run.start(config, device, command)
+
+
+def continue_run_folder(run: RunDir, config: TrainConfig, step: int, changes: dict[str, tuple[Any, Any]]) -> None:
+    """Ready a resumed run's folder: drop what a kill left and the records after ``step``, and
+    record the recipe with the ``changes`` the resume applied (each logged)."""
+    run.remove_temporaries()
+    run.truncate_metrics(step)
+    run.save_config(config)
+    applied = ", ".join(f"{key} {old!r} → {new!r}" for key, (old, new) in changes.items())
+    log.info("resumed %s at step %d%s", run.path, step, f", with {applied}" if applied else "")
+
+
+def stop_if_collapsed(run: RunDir, step: int, output: torch.Tensor, reference: torch.Tensor, lr: float) -> None:
+    """Log a ``collapsed`` record and raise :class:`TrainingCollapsed` when the batch's output is
+    one constant image (:func:`unisp.train.guard.collapse`; why the run stops: :mod:`unisp.train.guard`)."""
+    stats = collapse(output, reference)
+    if stats is not None:
+        run.log({"step": step, "collapsed": 1, **stats})
+        raise TrainingCollapsed(collapse_message(step, stats, lr))
 
 
 def discriminator_update(

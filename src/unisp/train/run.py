@@ -10,6 +10,9 @@ A run folder holds::
     resume.pt            optimiser, step, epoch and RNG state for ``--resume`` (loaded with weights_only=True)
     summary.json         the final summary
     grading.json         the lightness and chroma curves of the ``graded`` term, when it is on
+
+A new run starts only in a missing or empty folder (or with ``--overwrite``, which first removes
+a previous run's files); ``--resume`` may change only :data:`RESUMABLE_KEYS` of the recipe.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import logging
 import pickle
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -29,9 +33,9 @@ import torch
 import yaml
 
 from unisp import __version__
-from unisp.config import to_dict
-from unisp.errors import OutputError, UnispError
-from unisp.fileio import write_bytes, write_text
+from unisp.config import load_config, to_dict
+from unisp.errors import ConfigError, OutputError, UnispError
+from unisp.fileio import read_input_bytes, write_bytes, write_text
 from unisp.models.base import Generator
 from unisp.models.checkpoint import load_model, save_model
 
@@ -41,6 +45,30 @@ MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 GRADING_FILE = "grading.json"
+RUN_INFO_FILE = "run.json"
+#: Everything a run writes into its folder, and what ``unisp report`` and ``unisp select`` write
+#: there by default: the entries ``--overwrite`` removes before a new run starts (anything else
+#: in the folder is the user's, and is left alone).
+RUN_ENTRIES = (
+    CONFIG_FILE, RUN_INFO_FILE, METRICS_FILE, "checkpoints", MODEL_FILE, RESUME_FILE, SUMMARY_FILE, GRADING_FILE,
+    "tb", "report.html", "select.json",
+)
+#: Largest ``resume.pt`` read: it holds the optimiser moments of the generator and of the
+#: discriminators, tens to hundreds of MB for the shipped recipes; anything larger is not one
+#: (and a FIFO or a device in its place is refused before it is opened).
+MAX_RESUME_BYTES = 8 * 2**30
+#: Largest ``metrics.jsonl`` read: a record is under 1 KB, so a million logged steps fit.
+MAX_METRICS_BYTES = 2**30
+#: Keys a resumed run may change: how long it goes on, how often it logs, validates and saves,
+#: where and how it computes, and how its NaN guard reacts. Every other key fixes what is trained
+#: (the model, the data and patches, the losses, the optimisers, the seed): with another value
+#: the run would not continue but become a different one, which is what ``init=`` is for.
+RESUMABLE_KEYS = frozenset({
+    "steps", "log_every", "val_every", "ckpt_every", "image_every", "tensorboard", "device", "amp",
+    "deterministic", "data.workers", "data.val_max_images", "nan_patience", "nan_lr_factor", "nan_max_rollbacks",
+})
+#: Entries named in a "not empty" error.
+_LISTED_ENTRIES = 4
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +95,59 @@ class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    def check_new(self, overwrite: bool) -> None:
+        """Refuse to start a new run in a folder that holds anything, unless ``overwrite`` is given.
+
+        Raises :class:`OutputError` when a file takes the folder's place, :class:`UnispError` when
+        the folder is not empty (saying whether it holds a run, to ``--resume`` or ``--overwrite``).
+        """
+        if not self.path.exists():
+            return
+        if not self.path.is_dir():
+            raise OutputError(f"{self.path}: exists and is not a folder (the run folder goes there)")
+        try:
+            entries = sorted(p.name for p in self.path.iterdir())
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot list the run folder ({e.strerror or e})") from None
+        if not entries or overwrite:
+            return
+        listed = ", ".join(entries[:_LISTED_ENTRIES]) + (", …" if len(entries) > _LISTED_ENTRIES else "")
+        if CONFIG_FILE in entries:
+            raise UnispError(
+                f"{self.path}: holds a run already ({listed}); continue it with --resume {self.path}, "
+                "or start it over with --overwrite (its files are replaced)"
+            )
+        raise UnispError(
+            f"{self.path}: the run folder is not empty ({listed}); choose another folder, or pass --overwrite "
+            "to train into it (only a previous run's files are removed)"
+        )
+
+    def remove_previous(self) -> None:
+        """Delete the entries of :data:`RUN_ENTRIES` (a previous run's files) and interrupted writes, and log which."""
+        removed = []
+        for name in RUN_ENTRIES:
+            path = self.path / name
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
+                else:
+                    continue
+            except OSError as e:
+                raise OutputError(f"{path}: cannot remove the previous run's file ({e.strerror or e})") from None
+            removed.append(name)
+        self.remove_temporaries()
+        if removed:
+            log.info("--overwrite: removed the previous run's %s from %s", ", ".join(removed), self.path)
+
     def start(self, config: Any, device: str, command: str = "") -> None:
-        """Write the recipe and run information (a fresh run)."""
+        """Create the folder and write the recipe and run information (a fresh run)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"{self.path}: cannot create the run folder ({e.strerror or e})") from None
-        write_text(self.path / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
+        self.save_config(config)
         info = {
             "git": git_hash(),
             "unisp_version": __version__,
@@ -82,7 +156,27 @@ class RunDir:
             "command": command,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        write_text(self.path / "run.json", json.dumps(info, indent=2) + "\n")
+        write_text(self.path / RUN_INFO_FILE, json.dumps(info, indent=2) + "\n")
+
+    def save_config(self, config: Any) -> None:
+        """Write the recipe as run (every default filled in) to ``config.yaml``."""
+        write_text(self.path / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+    def resume_changes(self, config: Any) -> dict[str, tuple[Any, Any]]:
+        """``{key: (saved, new)}`` for every key where ``config`` differs from the run's ``config.yaml``.
+
+        Raises :class:`ConfigError` naming the first changed key outside :data:`RESUMABLE_KEYS`.
+        """
+        saved = load_config(type(config), self.config_path())
+        changes = _changed_keys(to_dict(saved), to_dict(config))
+        for key, (old, new) in changes.items():
+            if key not in RESUMABLE_KEYS:
+                raise ConfigError(
+                    f"{self.path}: --resume cannot change {key!r} (the run has {old!r}, asked for {new!r}); "
+                    f"a resumed run may change only {', '.join(sorted(RESUMABLE_KEYS))}. To train its model "
+                    f"with other settings, start a new run with init={self.path / MODEL_FILE}"
+                )
+        return changes
 
     def save_grading(self, curves: dict[str, Any]) -> None:
         """Write the ``graded`` term's curves (:meth:`unisp.isp.grading.Grading.to_dict`) to ``grading.json``."""
@@ -116,7 +210,8 @@ class RunDir:
         path = self.path / METRICS_FILE
         if not path.exists():
             return []
-        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        text = read_input_bytes(path, limit=MAX_METRICS_BYTES, what="metrics log").decode("utf-8", errors="replace")
+        lines = [line for line in text.splitlines() if line.strip()]
         records = []
         for i, line in enumerate(lines):
             try:
@@ -152,8 +247,9 @@ class RunDir:
         path = self.path / RESUME_FILE
         if not path.exists():
             raise UnispError(f"{self.path}: no {RESUME_FILE} to resume from (was a checkpoint saved?)")
+        data = read_input_bytes(path, limit=MAX_RESUME_BYTES, what="resume file")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:  # a pickle that would run code (or one torch cannot parse)
             found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
             what = f"it asks to run {found.group(1)}" if found else "not plain tensors and data"
@@ -178,3 +274,15 @@ class RunDir:
         if not path.exists():
             raise UnispError(f"{self.path}: not a run folder (no {CONFIG_FILE})")
         return path
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old, new)}`` for every value that differs between two nested config dicts."""
+    changes: dict[str, tuple[Any, Any]] = {}
+    for key in old.keys() | new.keys():
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes.update(_changed_keys(a, b, f"{prefix}{key}."))
+        elif a != b:
+            changes[f"{prefix}{key}"] = (a, b)
+    return dict(sorted(changes.items()))
