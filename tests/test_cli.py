@@ -133,3 +133,21 @@ def test_help_lists_commands():
     assert result.exit_code == 0
     for command in ("render", "inspect", "synth", "demo"):
         assert command in result.output
+
+
+def test_render_over_a_folder_says_what_it_holds_in_one_line(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        write_headerless(src / f"{i}.raw", seed=i)
+    result = invoke("render", src, "--out", tmp_path / "out", *HEADERLESS, "--black", "16")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"info: {src}: 3 RAW files, 8×6 RGGB, black 16, white 1023 [user], white balance unknown, colour matrix identity [assumed]",
+        f"rendered 3 file(s) into {tmp_path / 'out'}",
+    ]
+    # -v: each file's own line too (the reader's, at DEBUG).
+    result = invoke("-v", "render", src, "--out", tmp_path / "out2", *HEADERLESS, "--black", "16")
+    assert result.exit_code == 0, result.output
+    per_file = [line for line in result.output.splitlines() if "headerless layout" in line]
+    assert [line.split(":")[:2] for line in per_file] == [["debug", f" {src / f'{i}.raw'}"] for i in range(3)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -41,15 +42,33 @@ EXIT_PARTIAL = 3
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debugging detail.")] = False,
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every file read, and debugging detail.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
 ) -> None:
-    """Set up logging for every subcommand."""
+    """Set up logging for every subcommand: by default a line per folder read (not per file) and
+    what the command did; each folder is described once per command."""
+    from unisp.raw.summary import each_summary_once
+
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     # Plain lines ("info: ...", "warning: ..."), one per message, never wrapped: easy to read and to grep.
-    handler = logging.StreamHandler()
+    handler = CurrentStderrHandler()
     handler.setFormatter(LevelFormatter("%(levelname)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    ctx.with_resource(each_summary_once())
+
+
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes each record to ``sys.stderr`` as it is when the record is emitted: while a progress
+    bar is shown, that is rich's proxy, which prints the line above the bar instead of through it."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
 
 
 class LevelFormatter(logging.Formatter):
@@ -101,43 +120,33 @@ BlackOpt = Annotated[
     Optional[str], typer.Option(help="Black level: one value or four in (R, Gr, Gb, B) order, comma-separated.")
 ]
 WhiteOpt = Annotated[Optional[float], typer.Option(help="White (saturation) level, overrides metadata.")]
+CameraOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="Per-camera YAML file (configs/cameras/*.yaml): CFA, bits, levels, size, colour matrix, white balance; over metadata, under the flags."),
+]
 LayoutOpt = Annotated[Layout, typer.Option(help="How to read the files; auto picks by extension and folder.")]
 
 
-def parse_black(text: str | None) -> float | tuple[float, ...] | None:
-    """``"64"`` → 64.0; ``"64,60,61,62"`` → a 4-tuple; anything else is a :class:`UnispError`."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise UnispError(f"--black must be a number or four comma-separated numbers, got {text!r}") from None
-    if len(values) == 1:
-        return values[0]
-    if len(values) != 4:
-        raise UnispError(f"--black needs 1 or 4 values (R, Gr, Gb, B), got {len(values)}")
-    return values
+def raw_options(
+    width=None, height=None, bits=None, cfa=None, black=None, white=None, camera=None, model: tuple[Path, dict] | None = None
+):
+    """The command line's RAW values over those of ``--camera FILE`` and, with ``model`` (its path
+    and header), over those its model file records (logged in one line)."""
+    from unisp.raw.options import options_from_flags
+
+    given = options_from_flags(camera, cfa=cfa, black=black, white=white, width=width, height=height, bits=bits)
+    if model is None:
+        return given
+    from unisp.models.checkpoint import input_options
+
+    return input_options(*model, given)
 
 
-def raw_reader(layout: Layout, width, height, bits, cfa, black, white) -> Callable:
-    """A ``path -> RawFrame`` function with the command line's overrides bound."""
-    from unisp.raw.bayer import CFA
+def raw_reader(layout: Layout, options) -> Callable:
+    """A ``path -> RawFrame`` function reading with ``options`` (:func:`raw_options`)."""
     from unisp.raw.io import read_raw
 
-    try:
-        parsed_cfa = None if cfa is None else CFA.parse(cfa)
-    except UnispError as e:
-        raise UnispError(f"--cfa: {e}") from None
-    return functools.partial(
-        read_raw,
-        layout=layout.value,
-        cfa=parsed_cfa,
-        black=parse_black(black),
-        white=white,
-        width=width,
-        height=height,
-        bits=bits,
-    )
+    return functools.partial(read_raw, options=options, layout=layout.value)
 
 
 def expand_inputs(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -189,16 +198,11 @@ def report_failures(done: int, failures: list[tuple[Path, str]], what: str, out:
 
 
 def progress_bar():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Every command's progress display: bars with an ETA on a terminal, plain lines otherwise
+    (:func:`unisp.progress.progress_display`)."""
+    from unisp.progress import progress_display
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
+    return progress_display(console)
 
 
 def check_depth(depth: int) -> None:
@@ -207,28 +211,32 @@ def check_depth(depth: int) -> None:
 
 
 def convert_files(inputs: list[Path], out: Path, read: Callable, fmt, depth: int, convert: Callable, verb: str) -> None:
-    """Read each RAW file, ``convert(frame, progress)`` it to an image, write it to ``out``.
+    """Read each RAW file, ``convert(frame, progress)`` it to an image, write it to ``out``; then
+    log what each folder held (:func:`unisp.raw.summary.log_summary`).
 
     A file that fails is listed at the end (exit status 2) and the run goes on; nothing is written for it.
     """
-    from unisp.fileio import write_image
-
-    from unisp.fileio import plan_outputs
+    from unisp.fileio import plan_outputs, write_image
+    from unisp.raw.summary import FrameFacts, log_summary
 
     files, failures = expand_inputs(inputs)
     targets = plan_outputs(files, out, ".png" if fmt is ImageFormat.png else ".tif")
     created = not out.exists()
     prepare_output_dir(out)
     done = 0
+    read_facts: list[FrameFacts] = []
     with progress_bar() as progress:
         task = progress.add_task("files", total=len(files))
         for path, target in zip(files, targets):
             try:
-                write_image(target, convert(read(path), progress), depth=depth)
+                frame = read(path)
+                read_facts.append(FrameFacts.of(frame))
+                write_image(target, convert(frame, progress), depth=depth)
                 done += 1
             except UnispError as e:  # a message from deeper down may not say which file it was about
                 failures.append((path, str(e) if str(path) in str(e) else f"{path}: {e}"))
             progress.advance(task)
+    log_summary(read_facts)
     if created and not done:  # leave no empty folder behind a run that wrote nothing
         with contextlib.suppress(OSError):
             out.rmdir()
@@ -280,6 +288,7 @@ def render(
     cfa: CfaOpt = None,
     black: BlackOpt = None,
     white: WhiteOpt = None,
+    camera: CameraOpt = None,
 ) -> None:
     """Render RAW files to sRGB images through the classical ISP pipeline."""
     from unisp.isp.orientation import apply_orientation
@@ -292,7 +301,7 @@ def render(
         color_matrix=color_matrix.value,
         tone_curve=tone_curve,
     )
-    read = raw_reader(layout, width, height, bits, cfa, black, white)
+    read = raw_reader(layout, raw_options(width, height, bits, cfa, black, white, camera))
 
     def convert(frame, progress):
         return apply_orientation(render_frame(frame, config), frame.orientation)
@@ -311,12 +320,12 @@ def inspect(
     cfa: CfaOpt = None,
     black: BlackOpt = None,
     white: WhiteOpt = None,
+    camera: CameraOpt = None,
 ) -> None:
     """Print what unisp reads from RAW files: size, CFA, levels, white balance, and where each came from."""
     import numpy as np
 
-    read = raw_reader(layout, width, height, bits, cfa, black, white)
-    logging.getLogger("unisp.raw").setLevel(logging.WARNING)  # the reader's info line is what we print
+    read = raw_reader(layout, raw_options(width, height, bits, cfa, black, white, camera))
     files, failures = expand_inputs(inputs)
     for path in files:
         try:
@@ -404,7 +413,7 @@ def info(
     ]
     if header:
         lines.insert(1, ("file", str(model)))
-        lines += [(key, str(header[key])) for key in ("packing", "normalisation", "training") if header.get(key)]
+        lines += [(key, str(header[key])) for key in ("packing", "normalisation", "training", "raw_input") if header.get(key)]
     for key, value in lines:
         typer.echo(f"{key:<17} {value}")
 
@@ -507,8 +516,12 @@ def process(
     cfa: CfaOpt = None,
     black: BlackOpt = None,
     white: WhiteOpt = None,
+    camera: CameraOpt = None,
 ) -> None:
-    """Convert RAW files to sRGB with a learned ISP, full resolution, tiled, honouring orientation."""
+    """Convert RAW files to sRGB with a learned ISP, full resolution, tiled, honouring orientation.
+
+    The RAW values the model was trained with (its file's raw_input) are used unless
+    --camera or a flag gives others."""
     from unisp.isp.orientation import apply_orientation
     from unisp.models.checkpoint import load_model
     from unisp.process import backend as make_runner, count_tiles, run_tiled
@@ -517,15 +530,16 @@ def process(
     check_depth(depth)
     if backend != "torch" and device not in ("auto", "cpu"):
         raise UnispError(f"--backend {backend} runs on the CPU; drop --device {device}")
-    net, _ = load_model(model)
+    net, header = load_model(model)
     dev = resolve_device(device if backend == "torch" else "cpu")
     net = net.to(dev)
-    read = raw_reader(layout, width, height, bits, cfa, black, white)
+    read = raw_reader(layout, raw_options(width, height, bits, cfa, black, white, camera, model=(model, header)))
 
     with make_runner(net, backend) as runner:
 
         def convert(frame, progress):
-            task = progress.add_task(f"  {frame.path.name}", total=count_tiles(net, frame, tile))
+            # The file's tiles: a bar on a terminal, no plain lines (the files' task has them).
+            task = progress.add_task(f"  {frame.path.name}", total=count_tiles(net, frame, tile), plain=False)
             image = run_tiled(
                 net, frame, tile=tile, depth=depth, device=dev, runner=runner, progress=lambda n: progress.advance(task, n)
             )
@@ -572,8 +586,12 @@ def export(
     cfa: CfaOpt = None,
     black: BlackOpt = None,
     white: WhiteOpt = None,
+    camera: CameraOpt = None,
 ) -> None:
-    """Export a model to ONNX or TFLite, then check parity with PyTorch (the file is written only if it passes)."""
+    """Export a model to ONNX or TFLite, then check parity with PyTorch (the file is written only if it passes).
+
+    --packing inside bakes in the CFA and levels given (flags, --camera, the model file's
+    raw_input), the others read from --sample or the first --calib file."""
     from unisp.export.graph import parse_shape, sensor_calibration
     from unisp.export.parity import format_table, read_report
     from unisp.export.quantize import read_calibration
@@ -582,16 +600,17 @@ def export(
 
     fixed = parse_shape(shape)
     check_output_file(out, (f".{format.value}",), "--out", inputs=[model, *([sample] if sample else [])])
-    net, _ = load_model(model)
+    net, header = load_model(model)
     prepare_output_dir(out.parent)  # an unwritable destination fails before the conversion, not after
-    read = raw_reader(Layout.auto, None, None, bits, cfa, black, white)
+    options = raw_options(bits=bits, cfa=cfa, black=black, white=white, camera=camera, model=(model, header))
+    read = raw_reader(Layout.auto, options)
     frames = None if calib is None else read_calibration(calib, read)
     sensor = None
     if packing is Packing.outside and sample is not None:
         log.warning("--sample is used only with --packing inside (an outside graph bakes in no levels); ignored")
     if packing is Packing.inside:
         first = read(sample) if sample is not None else frames[0] if frames else None
-        sensor = sensor_calibration(cfa=cfa, black=parse_black(black), white=white, sample=first)
+        sensor = sensor_calibration(cfa=options.cfa, black=options.black, white=options.white_level, sample=first)
     options = dict(precision=precision.value, shape=fixed, packing=packing.value, calib=frames, sensor=sensor)
     if format is ExportFormat.onnx:
         from unisp.export.onnx import export_onnx
@@ -620,8 +639,18 @@ def evaluate(
     save: Annotated[Optional[Path], typer.Option(help="With --model: also write the model's outputs (16-bit PNG) here.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     layout: LayoutOpt = Layout.auto,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    bits: BitsOpt = None,
+    cfa: CfaOpt = None,
+    black: BlackOpt = None,
+    white: WhiteOpt = None,
+    camera: CameraOpt = None,
 ) -> None:
-    """Score images against ground truth: two folders (--pred --gt), or a model on a dataset (--model --data)."""
+    """Score images against ground truth: two folders (--pred --gt), or a model on a dataset (--model --data).
+
+    The model's RAW inputs are read with the values it was trained with (its file's raw_input)
+    unless --camera or a flag gives others."""
     import json
 
     from unisp.eval.evaluate import ALL_METRICS, compare_folders, format_table, to_json, write_csv
@@ -633,6 +662,16 @@ def evaluate(
         raise UnispError(f"--metrics: unknown {', '.join(unknown) or '(none given)'} (allowed: {', '.join(ALL_METRICS)})")
     if (pred is None) == (model is None):
         raise UnispError("give either --pred DIR --gt DIR, or --model FILE --data DIR")
+    loaded = None
+    if model is not None:
+        from unisp.models.checkpoint import load_model
+
+        if data is None:
+            raise UnispError("--model needs --data DIR")
+        loaded = load_model(model)
+    options = raw_options(width, height, bits, cfa, black, white, camera, model=None if loaded is None else (model, loaded[1]))
+    if pred is not None and options.given():
+        raise UnispError("--camera, --cfa, --black, --white, --width, --height and --bits say how to read RAW files: they go with --model --data, not --pred")
     if csv is not None:
         check_output_file(csv, (".csv",), "--csv")
     with progress_bar() as progress:
@@ -648,16 +687,14 @@ def evaluate(
                 raise UnispError(f"--pred {pred} and --gt {gt} are the same folder")
             result = compare_folders(pred, gt, metrics=chosen, progress=advance)
         else:
-            if data is None:
-                raise UnispError("--model needs --data DIR")
-            result = _evaluate_model(model, data, gt, layout, chosen, device, save, advance)
+            result = _evaluate_model(loaded[0], data, gt, raw_reader(layout, options), chosen, device, save, advance)
     if csv is not None:
         write_csv(result, csv)
     typer.echo(json.dumps(to_json(result), indent=2) if as_json else format_table(result))
     if save is not None and model is not None:  # an output folder: the scores and the report go there too
         from unisp.eval.report import try_write_report, write_eval_record
 
-        write_eval_record(save, to_json(result), model=model, data=data, gt=gt, layout=layout.value)
+        write_eval_record(save, to_json(result), model=model, data=data, gt=gt, layout=layout.value, raw_input=options.to_dict())
         _print_report(try_write_report(save))
     if not result.rows:
         raise typer.Exit(EXIT_USER_ERROR)
@@ -665,17 +702,17 @@ def evaluate(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progress):
-    """Run a model file over a dataset's RAW files (full resolution) and score against its ground truth."""
+def _evaluate_model(net, data, gt, read, metrics, device, save, progress):
+    """Run a model over a dataset's RAW files (full resolution, each read with ``read``) and score
+    against its ground truth; log what the RAW folder held."""
     from unisp.eval.datasets import raw_and_truth_dirs
     from unisp.eval.evaluate import evaluate_images
     from unisp.fileio import list_images, plan_outputs, read_rgb, same_file, write_image
-    from unisp.models.checkpoint import load_model
     from unisp.process import run_tiled
-    from unisp.raw.io import find_raw_files, read_raw
+    from unisp.raw.io import find_raw_files
+    from unisp.raw.summary import FrameFacts, log_summary
     from unisp.device import resolve_device
 
-    net, _ = load_model(model_path)
     dev = resolve_device(device)
     net = net.to(dev)
     raw_dir, gt_dir = raw_and_truth_dirs(data, gt)
@@ -689,9 +726,13 @@ def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progres
                 raise UnispError(f"{save}: holds the {holds} of this evaluation; give --save another folder")
         plan_outputs(names, Path(save), ".png", protected=truths.values())
 
+    read_frames = []
+
     def outputs():
         for name in names:
-            image = run_tiled(net, read_raw(name, layout=layout.value), device=dev)
+            frame = read(name)
+            read_frames.append(FrameFacts.of(frame))
+            image = run_tiled(net, frame, device=dev)
             if save is not None:
                 write_image(Path(save) / f"{name.stem}.png", image, depth=16)
             yield image
@@ -699,6 +740,7 @@ def _evaluate_model(model_path, data, gt, layout, metrics, device, save, progres
     result = evaluate_images(
         outputs(), (read_rgb(truths[p.stem]) for p in names), [p.stem for p in names], metrics=metrics, progress=progress
     )
+    log_summary(read_frames)
     result.failures += [f"{p}: no ground truth named {p.stem}.* in {gt_dir}" for p in failures]
     return result
 
@@ -713,8 +755,12 @@ def select(
     max_images: Annotated[int, typer.Option(help="Score on at most this many RAW files.", min=1)] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     layout: LayoutOpt = Layout.auto,
+    camera: CameraOpt = None,
 ) -> None:
-    """Rank a run's checkpoints without ground truth (feature, colour and content distances) and name the pick."""
+    """Rank a run's checkpoints without ground truth (feature, colour and content distances) and name the pick.
+
+    RAW files are read with the values the run was trained with (its checkpoints' raw_input),
+    or those of --camera."""
     from unisp.device import resolve_device
     from unisp.eval.select import select_checkpoint
     from unisp.fileio import check_output_file
@@ -722,10 +768,12 @@ def select(
     if out is not None:
         check_output_file(out, (".json",), "--out")
         prepare_output_dir(out.parent)  # an unwritable destination fails before the scoring
+    options = raw_options(camera=camera)
     with progress_bar() as progress:
         task = progress.add_task("scoring checkpoints", total=None)
         ranking = select_checkpoint(
             run_dir, rgb, data=data, layout=None if layout == Layout.auto else layout.value,
+            options=options,
             max_images=max_images, device=resolve_device(device), out=out,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
@@ -740,15 +788,20 @@ def report(
     gt: Annotated[Optional[Path], typer.Option(help="Ground truth of --data, matched by file stem.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write (default RUN_DIR/report.html).")] = None,
     max_images: Annotated[int, typer.Option(help="Show crops of at most this many images.", min=1)] = 4,
+    camera: CameraOpt = None,
 ) -> None:
-    """Write one self-contained HTML page: crops side by side, metrics, training curves, model card."""
+    """Write one self-contained HTML page: crops side by side, metrics, training curves, model card.
+
+    RAW files are read with the values the model was trained with (its file's raw_input), or
+    those of --camera."""
     from unisp.eval.report import write_report
     from unisp.fileio import check_output_file
 
     if out is not None:
         check_output_file(out, (".html", ".htm"), "--out")
         prepare_output_dir(out.parent)  # an unwritable destination fails before the rendering
-    _print_report(write_report(run_dir, data=data, gt=gt, out=out, max_images=max_images))
+    options = raw_options(camera=camera)
+    _print_report(write_report(run_dir, data=data, gt=gt, out=out, max_images=max_images, options=options))
 
 
 weights_app = typer.Typer(help="The frozen backbones' weight files: check what is present, fetch what is missing.", no_args_is_help=True)
@@ -834,10 +887,11 @@ def demo(
 ) -> None:
     """Run the main job on the embedded default data, with no download."""
     from unisp.demo import run_demo
+    from unisp.progress import stage_reporter
 
     prepare_output_dir(out)
-    with console.status("running the demo (synthetic RAW, stage-1 training, evaluation)…"):
-        summary = run_demo(out, seed=seed, reference=reference)
+    with progress_bar() as progress:
+        summary = run_demo(out, seed=seed, reference=reference, progress=stage_reporter(progress))
     typer.echo(summary)
 
 

@@ -123,14 +123,15 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
 
 
-def read_config_file(path: Path) -> dict:
+def read_config_file(path: Path, what: str = "config file") -> dict:
     """The mapping in YAML file ``path``; every problem is one :class:`ConfigError` naming the file.
 
     Only a regular file of at most :data:`MAX_CONFIG_BYTES` is read (a FIFO would block, a device
     would never end), and the document must fit :data:`MAX_CONFIG_DEPTH` and :data:`MAX_CONFIG_VALUES`.
+    ``what`` names the kind of file in messages (a recipe's ``"config file"``, a ``"camera file"``).
     """
     try:
-        raw = read_input_bytes(path, limit=MAX_CONFIG_BYTES, what="config file")
+        raw = read_input_bytes(path, limit=MAX_CONFIG_BYTES, what=what)
     except UnispError as e:
         raise ConfigError(str(e)) from None
     try:
@@ -140,7 +141,7 @@ def read_config_file(path: Path) -> dict:
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+        raise ConfigError(f"{path}: a {what} must be a mapping of keys to values")
     return loaded
 
 

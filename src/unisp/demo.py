@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,7 @@ from unisp.isp.orientation import apply_orientation
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
 from unisp.process import run_tiled
 from unisp.raw.io import find_raw_files, read_raw
+from unisp.raw.summary import log_summary
 from unisp.synth.camera import preset_ccm
 from unisp.synth.unprocess import SensorModel
 
@@ -71,6 +73,9 @@ DEMO_METRICS = ("psnr", "ssim", "delta_e2000")
 #: Environment variable that moves the cache of generated demo inputs (default ~/.cache/unisp).
 CACHE_ENV = "UNISP_CACHE"
 
+#: ``progress(stage, done, total)``: how far a stage of the demo is (see :func:`run_demo`).
+Progress = Callable[[str, int, int], None]
+
 
 @dataclass(frozen=True)
 class DemoSettings:
@@ -88,6 +93,26 @@ class DemoSettings:
     stage1_patch: int = 96
     stage2_steps: int | None = None
     batch_size: int | None = None
+
+
+@dataclass
+class Stage:
+    """One stage's count of work done, reported through ``progress`` (nothing without one)."""
+
+    progress: Progress | None
+    name: str
+    total: int
+    done: int = 0
+
+    def advance(self, count: int = 1) -> None:
+        """``count`` more units done."""
+        self.set(self.done + count)
+
+    def set(self, done: int) -> None:
+        """``done`` units done in all."""
+        self.done = done
+        if self.progress is not None:
+            self.progress(self.name, done, self.total)
 
 
 def cache_dir() -> Path:
@@ -140,8 +165,19 @@ def table(rows: dict[str, EvalResult]) -> list[str]:
     return lines
 
 
-def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: DemoSettings = DemoSettings()) -> str:
-    """Run the demo into ``out`` and return the summary as Markdown."""
+def run_demo(
+    out: Path,
+    seed: int = 0,
+    reference: Path | None = None,
+    settings: DemoSettings = DemoSettings(),
+    progress: Progress | None = None,
+) -> str:
+    """Run the demo into ``out`` and return the summary as Markdown.
+
+    ``progress(stage, done, total)`` is called as each stage goes: making the synthetic RAW
+    (photos), stage 1 and stage 2 (training steps), scoring the held-out photos and rendering the
+    bundled frame (images).
+    """
     from unisp.eval.report import try_write_report
     from unisp.models.checkpoint import load_model
     from unisp.synth.dataset import synthesize_folder
@@ -159,8 +195,9 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     # 1. Data.
     raw_side, held_out, rgb = demo_photos()
     data = out / "data"
-    synthesize_folder(raw_side, data / "train", seed=seed, camera=DEMO_CAMERA, shot_gains=True)
-    synthesize_folder(held_out, data / "test", seed=seed + 1, camera=DEMO_CAMERA, shot_gains=True)
+    making = Stage(progress, "making synthetic RAW", len(list_images(raw_side)) + len(list_images(held_out)))
+    synthesize_folder(raw_side, data / "train", seed=seed, camera=DEMO_CAMERA, shot_gains=True, progress=making.advance)
+    synthesize_folder(held_out, data / "test", seed=seed + 1, camera=DEMO_CAMERA, shot_gains=True, progress=making.advance)
     common = [
         f"data.raw_dir={data / 'train' / 'raw'}",
         f"data.val_dir={data / 'test' / 'raw'}",
@@ -189,7 +226,9 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
             f"ckpt_every={settings.stage1_steps}",
         ],
     )
-    train(stage1_recipe, out / "stage1", overwrite=True)  # a demo run again replaces its own runs
+    first = Stage(progress, "stage 1: learning the classical render", stage1_recipe.steps)
+    # overwrite: a demo run again replaces its own runs.
+    train(stage1_recipe, out / "stage1", overwrite=True, progress=lambda step, _: first.set(step))
     stage1_seconds = time.perf_counter() - t0
 
     # 3. Stage 2: unpaired, from the stage-1 model.
@@ -198,7 +237,8 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     if settings.stage2_steps is not None:
         overrides += [f"steps={settings.stage2_steps}", f"val_every={settings.stage2_steps}", f"ckpt_every={settings.stage2_steps}"]
     stage2_recipe = load_config(TrainConfig, asset(DEMO_RECIPE), overrides)
-    stage2_summary = train(stage2_recipe, out / "stage2", overwrite=True)
+    second = Stage(progress, "stage 2: unpaired training", stage2_recipe.steps)
+    stage2_summary = train(stage2_recipe, out / "stage2", overwrite=True, progress=lambda step, _: second.set(step))
     stage2_seconds = time.perf_counter() - t0
 
     # 4. Held-out photos against ground truth.
@@ -207,11 +247,18 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
     test_files = find_raw_files(data / "test" / "raw")
     names = [f.stem for f in test_files]
     frames = [read_raw(f) for f in test_files]
+    log_summary(frames, "held-out")
     truths = [read_rgb(data / "test" / "rgb" / f"{n}.png") for n in names]
-    outputs = {XHAT_ROW: [render_frame(fr, TRAINING_TARGET) for fr in frames]}
-    outputs.update({f"classical ({m})": [render_frame(fr, ISPConfig(demosaic=m)) for fr in frames] for m in DEMO_METHODS})
-    outputs["stage 1 (efficient_isp)"] = [run_tiled(stage1, fr) for fr in frames]
-    outputs["stage 2, unpaired (efficient_isp)"] = [run_tiled(stage2, fr) for fr in frames]
+    classical = {XHAT_ROW: TRAINING_TARGET, **{f"classical ({m})": ISPConfig(demosaic=m) for m in DEMO_METHODS}}
+    learned = {"stage 1 (efficient_isp)": stage1, "stage 2, unpaired (efficient_isp)": stage2}
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in [*classical, *learned]}
+    scoring = Stage(progress, "evaluating on the held-out photos", len(frames))
+    for fr in frames:
+        for name, config in classical.items():
+            outputs[name].append(render_frame(fr, config))
+        for name, model in learned.items():
+            outputs[name].append(run_tiled(model, fr))
+        scoring.advance()
     results = {k: evaluate_images(v, truths, names, metrics=DEMO_METRICS) for k, v in outputs.items()}
     shown = ("classical (menon)", "stage 1 (efficient_isp)", "stage 2, unpaired (efficient_isp)")
     for i, name in enumerate(names):
@@ -219,13 +266,14 @@ def run_demo(out: Path, seed: int = 0, reference: Path | None = None, settings: 
 
     # 5. The bundled real frame.
     sample = read_raw(asset(SAMPLE_RAW))
-    renders = {
-        "classical": render_frame(sample, ISPConfig()),  # `unisp render`'s defaults
-        "stage1": run_tiled(stage1, sample),
-        "stage2": run_tiled(stage2, sample),
-    }
-    if reference_model is not None:
-        renders["reference"] = run_tiled(reference_model, sample)
+    log_summary([sample], "bundled frame")
+    models = {"stage1": stage1, "stage2": stage2, **({"reference": reference_model} if reference_model is not None else {})}
+    rendering = Stage(progress, "rendering the bundled frame", 1 + len(models))
+    renders = {"classical": render_frame(sample, ISPConfig())}  # `unisp render`'s defaults
+    rendering.advance()
+    for key, model in models.items():
+        renders[key] = run_tiled(model, sample)
+        rendering.advance()
     for key, image in renders.items():
         write_image(out / f"sample_{key}.png", apply_orientation(image, sample.orientation))
 

@@ -96,7 +96,7 @@ def test_metadata_matrix_is_used():
 def test_as_shot_falls_back_to_gray_world(caplog):
     rng = np.random.default_rng(2)
     frame = RawFrame(rng.integers(BLACK, 800, (8, 8)).astype(np.uint16), "GRBG", (BLACK,) * 4, WHITE, path=Path("x.raw"))
-    with caplog.at_level(logging.INFO, logger="unisp.isp.pipeline"):
+    with caplog.at_level(logging.DEBUG, logger="unisp.isp.pipeline"):  # per frame: -v only
         as_shot = render_frame(frame, ISPConfig(white_balance="as_shot"))
     assert "x.raw: no as-shot white balance" in caplog.text and "gray world" in caplog.text
     assert torch.equal(as_shot, render_frame(frame, ISPConfig(white_balance="gray_world")))

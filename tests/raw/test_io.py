@@ -86,7 +86,7 @@ def test_uispf_black_levels_follow_the_reference_description(tmp_path):
 
 def test_user_overrides_on_a_preset(tmp_path, caplog):
     path = write_png(tmp_path / "huawei_raw" / "0.png", rng_mosaic(high=4096))
-    with caplog.at_level(logging.INFO, logger="unisp.raw.io"):
+    with caplog.at_level(logging.DEBUG, logger="unisp.raw.io"):
         frame = read_raw(path, black=16, white=4095)
     assert frame.black_level == (16.0,) * 4 and frame.white_level == 4095.0
     assert frame.sources["black_level"] is Source.USER and frame.sources["white_level"] is Source.USER
@@ -103,13 +103,13 @@ def test_cfa_override_moves_black_levels_with_their_pixels(tmp_path):
     assert frame.sources["cfa"] is Source.USER and frame.sources["black_level"] is Source.PRESET
 
 
-def test_one_info_line_per_file(tmp_path, caplog):
+def test_one_debug_line_per_file_and_nothing_at_info(tmp_path, caplog):
+    # A folder's reads are summarised by unisp.raw.summary; each file's own line is for -v.
     path = write_png(tmp_path / "huawei_raw" / "0.png", rng_mosaic())
     with caplog.at_level(logging.DEBUG, logger="unisp.raw.io"):
         read_raw(path)
-    infos = [r for r in caplog.records if r.levelno == logging.INFO]
-    assert len(infos) == 1
-    assert "zrr layout" in infos[0].getMessage() and "RGGB [preset]" in infos[0].getMessage()
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    assert "zrr layout" in caplog.records[0].getMessage() and "RGGB [preset]" in caplog.records[0].getMessage()
 
 
 # ------------------------------------------------------------------------------------------------- unisp
@@ -397,7 +397,7 @@ def test_libraw_white_level_is_a_clip_point(tmp_path, caplog):
     data[0, 0] = 4000
     path = tmp_path / "hot.dng"
     write_dng(path, data, "RGGB", black_level=0, white_level=1023)
-    with caplog.at_level(logging.INFO, logger="unisp.raw.io"):
+    with caplog.at_level(logging.DEBUG, logger="unisp.raw.io"):
         assert read_raw(path).mosaic[0, 0] == 4000
     assert "1 samples above LibRaw's white level 1023" in caplog.text
     # ...but a white level the user gives is checked.
@@ -435,11 +435,11 @@ def test_missing_folder_and_empty_files(tmp_path):
     [
         ({"layout": "jpeg"}, ConfigError, "unknown RAW layout 'jpeg'"),
         ({"npy_order": "bgr"}, ConfigError, "unknown npy plane order 'bgr'"),
-        ({"cfa": "RGBW"}, RawFormatError, r"a\.raw: unknown CFA pattern 'RGBW'"),
-        ({"black": (1, 2)}, RawFormatError, r"a\.raw: black level needs 1 or 4 values"),
+        ({"cfa": "RGBW"}, RawFormatError, r"a\.raw: --cfa: unknown CFA pattern 'RGBW'"),
+        ({"black": (1, 2)}, RawFormatError, r"a\.raw: --black needs 1 or 4 values"),
         ({"black": -1}, RawFormatError, "finite and ≥ 0"),
-        ({"black": "x"}, RawFormatError, "black level must be numbers"),
-        ({"white": 0}, RawFormatError, "white level must be a positive number"),
+        ({"black": "x"}, RawFormatError, "--black must be one number or four"),
+        ({"white": 0}, RawFormatError, "--white must be a positive number"),
         ({"white": 100, "black": 100}, RawFormatError, "must exceed every black level"),
         ({"bits": 17}, RawFormatError, r"--bits must be an integer 1\.\.16"),
         ({"width": 0}, RawFormatError, "--width must be an integer"),

@@ -101,13 +101,19 @@ class RawPatches(Dataset):
     def __len__(self) -> int:
         return self.samples
 
-    def check(self, files: int) -> None:
+    def check(self, files: int) -> list[RawFrame]:
         """Read up to ``files`` RAW files (and their aligned targets), spread over the set, and check
-        that a patch fits each: the errors a training step would raise, raised before training."""
+        that a patch fits each: the errors a training step would raise, raised before training.
+
+        Returns:
+            The frames read (to say what the set holds).
+        """
+        frames = []
         for i in spread_indices(self.count, files):
-            frame = self._frame(i)
+            frames.append(self._frame(i))
             if self.rgb_files is not None:
-                check_alignment(self.rgb_files[i], read_rgb(self.rgb_files[i]), frame)
+                check_alignment(self.rgb_files[i], read_rgb(self.rgb_files[i]), frames[-1])
+        return frames
 
     def _frame(self, index: int) -> RawFrame:
         """The ``index``-th frame; :class:`UnispError` naming it when it is too small for a patch."""
@@ -135,6 +141,24 @@ class RawPatches(Dataset):
             rgb = check_alignment(self.rgb_files[i], read_rgb(self.rgb_files[i]), frame)
             item["aligned"] = bayer_safe_crop(rgb, top, left, self.size, hflip, vflip).contiguous()
         return item
+
+
+class EpochItems(Dataset):
+    """A dataset with ``set_epoch`` (:class:`RawPatches`, :class:`~unisp.data.unpaired.UnpairedPatches`)
+    indexed by ``(epoch, index)`` pairs.
+
+    Each item sets its epoch before it is drawn, in whichever process draws it: a data loader's
+    worker processes hold copies of the dataset (kept for the whole run when persistent), which a
+    ``set_epoch`` in the training process would not reach.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
 
 
 def check_alignment(path: Path, rgb: torch.Tensor, frame: RawFrame) -> torch.Tensor:

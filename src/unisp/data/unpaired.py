@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from unisp.data.patches import RawPatches, spread_indices
 from unisp.errors import UnispError
 from unisp.fileio import read_rgb
+from unisp.raw.frame import RawFrame
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,12 @@ class UnpairedPatches(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.raw.set_epoch(epoch)
 
-    def check(self, files: int) -> None:
-        """Check both sides before training (:meth:`RawPatches.check`, :meth:`RGBPatches.check`)."""
-        self.raw.check(files)
+    def check(self, files: int) -> list[RawFrame]:
+        """Check both sides before training (:meth:`RawPatches.check`, :meth:`RGBPatches.check`);
+        returns the RAW frames read."""
+        frames = self.raw.check(files)
         self.rgb.check(files)
+        return frames
 
     def __len__(self) -> int:
         return len(self.raw)

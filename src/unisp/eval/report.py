@@ -31,6 +31,7 @@ and the page says why, under "What was read and what was assumed".
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -52,8 +53,11 @@ from unisp.fileio import list_images, quantize, read_rgb, write_text
 from unisp.isp.orientation import apply_orientation
 from unisp.isp.pipeline import ISPConfig, render_frame
 from unisp.losses.criterion import ADVERSARIAL_TERMS
+from unisp.models.checkpoint import input_options, recorded_options
 from unisp.raw.frame import RawFrame
 from unisp.raw.io import find_raw_files, read_raw
+from unisp.raw.options import RawOptions
+from unisp.raw.summary import FrameFacts, log_summary
 from unisp.train.run import CONFIG_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,7 @@ def write_report(
     gt: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     max_images: int = MAX_IMAGES,
+    options: RawOptions | None = None,
 ) -> Path:
     """Write the report of a training run, ``unisp eval --save`` or ``unisp demo`` folder.
 
@@ -119,6 +124,8 @@ def write_report(
         gt: ground truth for ``data``, matched by file stem.
         out: the HTML file (default ``run_dir/report.html``).
         max_images: at most this many images get crops.
+        options: RAW values over those the RAW files are otherwise read with: the values the
+            model was trained with (its file's ``raw_input``), or those ``unisp eval`` recorded.
 
     Returns:
         The path written (atomically).
@@ -129,7 +136,9 @@ def write_report(
     folder = Path(run_dir)
     if max_images < 1:
         raise UnispError(f"max_images must be at least 1, got {max_images}")
-    page = build_page(folder, data=Path(data) if data else None, gt=Path(gt) if gt else None, max_images=max_images)
+    page = build_page(
+        folder, data=Path(data) if data else None, gt=Path(gt) if gt else None, max_images=max_images, options=options
+    )
     path = Path(out) if out else folder / REPORT_FILE
     write_text(path, render_html(page))
     log.debug("wrote %s", path)
@@ -146,13 +155,15 @@ def try_write_report(run_dir: str | os.PathLike, **kwargs: Any) -> Path | None:
 
 
 def write_eval_record(folder: str | os.PathLike, result: dict[str, Any], *, model: str | os.PathLike,
-                      data: str | os.PathLike, gt: str | os.PathLike | None, layout: str) -> Path:
+                      data: str | os.PathLike, gt: str | os.PathLike | None, layout: str,
+                      raw_input: dict[str, Any] | None = None) -> Path:
     """Write ``folder/eval.json``: an evaluation's JSON (:func:`unisp.eval.evaluate.to_json`) and its inputs.
 
     Args:
         folder: the ``unisp eval --save`` folder.
         result: ``to_json(EvalResult)``.
         model, data, gt, layout: what ``unisp eval`` was given (paths are stored absolute).
+        raw_input: the RAW values the files were read with (:meth:`RawOptions.to_dict`).
 
     Returns:
         The file written.
@@ -162,6 +173,7 @@ def write_eval_record(folder: str | os.PathLike, result: dict[str, Any], *, mode
         "data": str(Path(data).resolve()),
         "gt": str(Path(gt).resolve()) if gt else None,
         "layout": layout,
+        "raw_input": raw_input or {},
         **result,
     }
     path = Path(folder) / EVAL_FILE
@@ -185,13 +197,15 @@ def folder_kind(folder: Path) -> str:
     )
 
 
-def build_page(folder: Path, *, data: Path | None = None, gt: Path | None = None, max_images: int = MAX_IMAGES) -> Page:
+def build_page(folder: Path, *, data: Path | None = None, gt: Path | None = None, max_images: int = MAX_IMAGES,
+               options: RawOptions | None = None) -> Page:
     """Gather everything the report of ``folder`` shows (see the module docstring)."""
     kind = folder_kind(folder)
     page = Page(title=f"unisp report: {folder.resolve().name}", folder=str(folder.resolve()), kind=KIND_NAMES[kind])
     if data is None and gt is not None:
         raise UnispError("--gt needs --data (the RAW files the ground truth belongs to)")
-    {"train": gather_training, "eval": gather_eval, "demo": gather_demo}[kind](folder, page, data, gt, max_images)
+    gather = {"train": gather_training, "eval": gather_eval, "demo": gather_demo}[kind]
+    gather(folder, page, data, gt, max_images, options or RawOptions())
     return page
 
 
@@ -209,8 +223,9 @@ def _attempt(page: Page, what: str, fn: Callable[[], None]) -> None:
 # The three kinds of folder
 # ----------------------------------------------------------------------------------------------
 
-def gather_training(folder: Path, page: Page, data: Path | None, gt: Path | None, max_images: int) -> None:
-    """A training run: facts, crops of validation images, scores, curves, model card."""
+def gather_training(folder: Path, page: Page, data: Path | None, gt: Path | None, max_images: int, options: RawOptions) -> None:
+    """A training run: facts, crops of validation images, scores, curves, model card; RAW files
+    read with the model's ``raw_input`` under ``options``."""
     from unisp.config import load_config
     from unisp.train.config import TrainConfig
 
@@ -232,6 +247,7 @@ def gather_training(folder: Path, page: Page, data: Path | None, gt: Path | None
         files, gt_dir, source = training_images(config, data, gt)
         layout = config.data.layout if config is not None and data is None else "auto"
         model, header = _load(model_path)
+        read = functools.partial(read_raw, options=input_options(model_path, header, options), layout=layout)
         step = header.get("training", {}).get("step")
         methods: dict[str, Render] = {
             CLASSICAL: classical(config.target_demosaic if config is not None else "malvar"),
@@ -241,7 +257,7 @@ def gather_training(folder: Path, page: Page, data: Path | None, gt: Path | None
             from unisp.train.loop import target_config
 
             methods[STAGE1_TARGET] = lambda frame: render_frame(frame, target_config(config))
-        scenes = render_scenes(files[:max_images], gt_dir, layout, methods, page)
+        scenes = render_scenes(files[:max_images], gt_dir, read, methods, page)
         target = GROUND_TRUTH if gt_dir is not None else STAGE1_TARGET if STAGE1_TARGET in methods else None
         add_crops(page, "Crops", scenes, target, source)
         if target is not None:
@@ -255,8 +271,9 @@ def gather_training(folder: Path, page: Page, data: Path | None, gt: Path | None
     _attempt(page, "model card", lambda: page.cards.append(model_card(model_path, "Model card", [folder])))
 
 
-def gather_eval(folder: Path, page: Page, data: Path | None, gt: Path | None, max_images: int) -> None:
-    """An ``unisp eval --save`` folder: its scores, crops of its outputs, the model card."""
+def gather_eval(folder: Path, page: Page, data: Path | None, gt: Path | None, max_images: int, options: RawOptions) -> None:
+    """An ``unisp eval --save`` folder: its scores, crops of its outputs, the model card; RAW files
+    read with the values the evaluation recorded under ``options``."""
     record = json.loads((folder / EVAL_FILE).read_text(encoding="utf-8"))
     page.facts += [("model", str(record.get("model"))), ("data", str(record.get("data"))),
                    ("ground truth", str(record.get("gt") or "(from the dataset layout)")),
@@ -273,7 +290,10 @@ def gather_eval(folder: Path, page: Page, data: Path | None, gt: Path | None, ma
             CLASSICAL: classical("malvar"),
             "model (saved output)": lambda frame: read_rgb(saved[frame.path.stem]),
         }
-        scenes = render_scenes(files, gt_dir, record.get("layout", "auto"), methods, page)
+        name = f"{folder / EVAL_FILE}: raw_input.{{}}".format
+        recorded = RawOptions.from_mapping(record.get("raw_input", {}), name=name)
+        read = functools.partial(read_raw, options=recorded.merged(options), layout=record.get("layout", "auto"))
+        scenes = render_scenes(files, gt_dir, read, methods, page)
         source = f"the outputs unisp eval saved in this folder; RAW files from {raw_dir}" + (f", ground truth {gt_dir}" if gt_dir else "")
         add_crops(page, "Crops", scenes, GROUND_TRUTH if gt_dir is not None else None, source)
 
@@ -282,8 +302,9 @@ def gather_eval(folder: Path, page: Page, data: Path | None, gt: Path | None, ma
     _attempt(page, "model card", lambda: page.cards.append(model_card(model, "Model card", [folder, model.parent])))
 
 
-def gather_demo(folder: Path, page: Page, data: Path | None, gt: Path | None, max_images: int) -> None:
-    """An ``unisp demo`` folder: its held-out table, crops of held-out and real frames, both stages."""
+def gather_demo(folder: Path, page: Page, data: Path | None, gt: Path | None, max_images: int, options: RawOptions) -> None:
+    """An ``unisp demo`` folder: its held-out table, crops of held-out and real frames, both stages
+    (RAW files read with ``options``)."""
     summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
     page.facts += [
         ("held-out images", ", ".join(summary.get("held_out", []))),
@@ -299,7 +320,8 @@ def gather_demo(folder: Path, page: Page, data: Path | None, gt: Path | None, ma
         raw_dir, gt_dir = data_dirs(data, gt) if data else (folder / "data" / "test" / "raw", folder / "data" / "test" / "rgb")
         methods: dict[str, Render] = {f"{CLASSICAL} ({DEMO_METHODS[-1]})": classical(DEMO_METHODS[-1])}
         methods.update({name: tiled(_load(path)[0]) for name, path in stages.items()})
-        scenes = render_scenes(find_raw_files(raw_dir)[:max_images], gt_dir, "auto", methods, page)
+        read = functools.partial(read_raw, options=options)
+        scenes = render_scenes(find_raw_files(raw_dir)[:max_images], gt_dir, read, methods, page)
         target = GROUND_TRUTH if gt_dir is not None else None
         add_crops(page, "Crops: held-out images", scenes, target, f"RAW files from {raw_dir}" + (f", ground truth {gt_dir}" if gt_dir else ""))
 
@@ -371,18 +393,21 @@ def tiled(model: torch.nn.Module) -> Render:
 
 
 def render_scenes(
-    files: Sequence[Path], gt_dir: Path | None, layout: str, methods: dict[str, Render], page: Page
+    files: Sequence[Path], gt_dir: Path | None, read: Callable[[Path], RawFrame], methods: dict[str, Render], page: Page
 ) -> list[tuple[str, dict[str, torch.Tensor]]]:
-    """Each file through each method, plus its ground truth; every image turned upright per the file.
+    """Each file (read with ``read``) through each method, plus its ground truth; every image turned upright per the file.
 
     A file that cannot be read, or whose ground truth is missing or of another size, is noted on
-    the page; the ground-truth panel is then left out (the others are kept).
+    the page; the ground-truth panel is then left out (the others are kept). What the files read
+    hold is logged (one line per folder).
     """
     truths = {p.stem: p for p in list_images(gt_dir)} if gt_dir is not None else {}
     scenes = []
+    read_facts = []
     for path in files:
         try:
-            frame = read_raw(path, layout=layout)
+            frame = read(path)
+            read_facts.append(FrameFacts.of(frame))
             panels = {label: fn(frame) for label, fn in methods.items()}
         except UnispError as e:
             page.notes.append(f"{path}: not shown ({e})")
@@ -393,6 +418,7 @@ def render_scenes(
             except UnispError as e:
                 page.notes.append(str(e))
         scenes.append((path.stem, {k: apply_orientation(v, frame.orientation) for k, v in panels.items()}))
+    log_summary(read_facts, "report")
     return scenes
 
 
@@ -642,6 +668,7 @@ def model_card(path: Path, title: str, export_dirs: Sequence[Path]) -> ModelCard
         ("parameters", f"{info['parameters']:,}"),
         ("MACs per output pixel", f"{info['mac_per_pixel']:,.1f} (= MMAC per megapixel; {MAC_CONVENTION})"),
         ("input", f"{header.get('packing', '?')}; {header.get('normalisation', '?')}"),
+        ("RAW values trained with", recorded_options(path, header).describe() if header.get("raw_input") else "none given (each file's metadata)"),
         ("output", str(header.get("output", "?"))),
         ("training", ", ".join(f"{k} {v}" for k, v in training.items() if v not in (None, "", {})) or "(none recorded)"),
         ("unisp version", str(header.get("unisp_version", "?"))),

@@ -43,9 +43,10 @@ from unisp.isp.pipeline import ISPConfig, render_frame
 from unisp.losses.backbones import FrozenBackbones, build_backbones
 from unisp.losses.colour import colour_features, gaussian_blur
 from unisp.losses.config import UnpairedLossConfig
-from unisp.models.checkpoint import load_model
+from unisp.models.checkpoint import input_options, load_model
 from unisp.process import run_tiled
 from unisp.raw.frame import RawFrame
+from unisp.raw.options import RawOptions
 
 log = logging.getLogger(__name__)
 
@@ -383,14 +384,16 @@ def find_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def validation_frames(run_dir: str | Path, data: str | Path | None, layout: str | None,
-                      max_images: int) -> list[RawFrame]:
+                      max_images: int, options: RawOptions | None = None) -> list[RawFrame]:
     """The RAW frames to score on: ``data`` when given, else the run's own validation files.
 
     The run's validation files are those its training loop held out (its recipe's ``data.val_dir``,
     or the seeded ``data.val_fraction`` share of ``data.raw_dir``), read with its ``data.layout``.
+    Every file is read with ``options`` (the run's RAW values: see :func:`select_checkpoint`).
     """
     from unisp.config import load_config
     from unisp.raw.io import find_raw_files, read_raw
+    from unisp.raw.summary import log_summary
     from unisp.train.config import TrainConfig
     from unisp.train.loop import split_files
     from unisp.train.run import RunDir
@@ -409,8 +412,9 @@ def validation_frames(run_dir: str | Path, data: str | Path | None, layout: str 
     files = files[:max_images]
     if not files:
         raise UnispError(f"{where}: no RAW files")
-    log.info("scoring on %d RAW file(s) from %s", len(files), where)
-    return [read_raw(f, layout=layout) for f in files]
+    frames = [read_raw(f, options, layout=layout) for f in files]
+    log_summary(frames, "scoring" if data is not None else "scoring the run's validation split")
+    return frames
 
 
 def select_checkpoint(
@@ -419,6 +423,7 @@ def select_checkpoint(
     *,
     data: str | Path | None = None,
     layout: str | None = None,
+    options: RawOptions | None = None,
     max_images: int = DEFAULT_MAX_IMAGES,
     max_rgb: int | None = None,
     weights: dict[str, float] | None = None,
@@ -435,6 +440,8 @@ def select_checkpoint(
             such collection).
         data: RAW files to render instead of the run's validation split.
         layout: how to read them (default: the run's ``data.layout``, or ``auto`` with ``data``).
+        options: RAW values over those the run was trained with (its last checkpoint's
+            ``raw_input``, which every RAW file is read with otherwise), e.g. a camera file's.
         max_images, max_rgb: at most this many validation RAW files / target photos.
         weights: weight of each term (default :data:`DEFAULT_WEIGHTS`).
         profile: backbone profile of the feature term (``lite``; ``random`` for tests only).
@@ -452,7 +459,9 @@ def select_checkpoint(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UnispError(f"{key} must be a positive integer, got {value!r}")
     checkpoints = find_checkpoints(run_dir)
-    frames = validation_frames(run_dir, data, layout, max_images)  # bad input fails before backbones load
+    last = checkpoints[-1][1]
+    trained = input_options(last, load_model(last)[1], options or RawOptions())
+    frames = validation_frames(run_dir, data, layout, max_images, trained)  # bad input fails before backbones load
     small = [f.path or "frame" for f in frames if min(f.height, f.width) < SSIM_WINDOW]
     if small:
         raise UnispError(f"{small[0]}: smaller than the {SSIM_WINDOW}-px SSIM window of the content term")

@@ -56,12 +56,14 @@ def read_calibration(
         limit: the most files to read.
 
     Returns:
-        The frames that could be read; an unreadable file is logged and skipped.
+        The frames that could be read (what they hold is logged in one line); an unreadable file
+        is logged and skipped.
 
     Raises:
         ConfigError: a folder that does not exist or holds no readable RAW file.
     """
     from unisp.raw.io import find_raw_files, read_raw
+    from unisp.raw.summary import log_summary
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -75,6 +77,7 @@ def read_calibration(
             log.warning("calibration: skipping %s", e)
     if not frames:
         raise ConfigError(f"--calib {folder}: no readable RAW file")
+    log_summary(frames, "calibration")
     return frames
 
 

@@ -132,7 +132,7 @@ def render(
     """
     if config.white_balance == "gray_world" or (config.white_balance == "as_shot" and wb_gains is None):
         if config.white_balance == "as_shot":
-            log.info("no as-shot white balance given: using gray world")
+            log.debug("no as-shot white balance given: using gray world")
         wb_gains = gray_world_gains(planes)
 
     def linear(planes: torch.Tensor) -> torch.Tensor:
@@ -199,12 +199,12 @@ def render_frame(frame: RawFrame, config: ISPConfig = ISPConfig(), device: torch
     planes = normalize(packed, frame.black_level, frame.white_level, clip=True)
     gains = None if frame.wb_gains is None else torch.tensor(frame.wb_gains, dtype=planes.dtype)
     if config.white_balance == "as_shot" and gains is None:
-        log.info("%sno as-shot white balance in the frame: using gray world", name)
+        log.debug("%sno as-shot white balance in the frame: using gray world", name)
         config = dataclasses.replace(config, white_balance="gray_world")
     matrix = None
     if config.color_matrix == "metadata":
         if frame.cam_to_srgb is None:
-            log.info("%sno colour matrix in the frame: using identity", name)
+            log.debug("%sno colour matrix in the frame: using identity", name)
         else:
             matrix = torch.from_numpy(frame.cam_to_srgb).to(planes.dtype)
     image = render(planes, frame.cfa, wb_gains=gains, cam_to_srgb=matrix, config=config)

@@ -2,7 +2,8 @@
 
 The header (safetensors metadata key ``"unisp"``) says everything needed to use the weights:
 the architecture (name and kwargs), the input packing and normalisation, output handling, a
-training summary and the unisp version. Loading parses only JSON and raw tensor bytes — never
+training summary, the unisp version and, for a model trained with RAW values given (``data.cfa``,
+``data.camera`` …), those values (``raw_input``, read back by :func:`input_options`). Loading parses only JSON and raw tensor bytes — never
 a pickle — so a model file cannot run code. Legacy ``.pth`` weights are converted once with
 :func:`import_reference` (``unisp import-reference``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import reprlib
 from pathlib import Path
@@ -20,11 +22,14 @@ import safetensors.torch
 import torch
 
 from unisp import __version__
-from unisp.errors import UnispError
+from unisp.errors import ConfigError, UnispError
 from unisp.fileio import read_input_bytes, write_bytes
 from unisp.models.base import Generator
 from unisp.models.reference import REFERENCE_WHITE, load_reference, reference_adaptation
 from unisp.models.registry import MODEL_FILE_MAX_BYTES, MODEL_NAMES, build_model, count_parameters
+from unisp.raw.options import RawOptions
+
+log = logging.getLogger(__name__)
 
 #: Safetensors metadata key holding the JSON header.
 HEADER_KEY = "unisp"
@@ -69,6 +74,7 @@ _FIELD_TYPES: dict[str, type] = {
     "parameters": int,
     "source": dict,
     "channel_adaptation": str,
+    "raw_input": dict,
 }
 #: How messages name the JSON types of :data:`_FIELD_TYPES`.
 _TYPE_NAMES: dict[type, str] = {dict: "an object", str: "a string", bool: "true or false", int: "an integer"}
@@ -81,9 +87,10 @@ def save_model(path: str | Path, model: Generator, *, name: str, meta: dict[str,
         path: output file (``.safetensors``).
         model: the generator.
         name: its registry name (checked against the weights).
-        meta: extra header fields, JSON-serialisable: e.g. ``{"training": {...summary...}}``;
-            may override ``normalisation``/``black_white``/``clamp_at_inference``/``training``
-            but not the architecture fields.
+        meta: extra header fields, JSON-serialisable: e.g. ``{"training": {...summary...}}``, or
+            ``{"raw_input": options.to_dict()}`` (validated here as on loading, see
+            :func:`recorded_options`); may override ``normalisation``/``black_white``/
+            ``clamp_at_inference``/``training`` but not the architecture fields.
 
     Returns:
         The header written.
@@ -93,6 +100,7 @@ def save_model(path: str | Path, model: Generator, *, name: str, meta: dict[str,
     clash = [k for k in meta if k in _RESERVED]
     if clash:
         raise UnispError(f"{path}: meta may not set reserved header fields {clash}")
+    recorded_options(path, meta)
     kwargs = dict(getattr(model, "model_kwargs", {}))
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     _check_fits(path, name, kwargs, state)
@@ -218,6 +226,7 @@ def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
         raise UnispError(f"{path}: unisp header lacks format/model fields")
     _check_version(path, header.get("format_version", 0))
     _check_field_types(path, header)
+    recorded_options(path, header)
     return header
 
 
@@ -275,6 +284,35 @@ def _check_field_types(path: Path, header: dict[str, Any]) -> None:
         value = header.get(key)
         if key in header and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
             raise UnispError(f"{path}: unisp header field {key} must be {_TYPE_NAMES[kind]}, got {reprlib.repr(value)}")
+
+
+def recorded_options(path: str | Path, header: dict[str, Any]) -> RawOptions:
+    """The RAW values a model file's ``raw_input`` section records (nothing set when it has none).
+
+    Raises:
+        UnispError: naming the file and the field, for a value :class:`RawOptions` refuses.
+    """
+    try:
+        return RawOptions.from_mapping(header.get("raw_input", {}), name=lambda key: f"unisp header field raw_input.{key}")
+    except ConfigError as e:
+        raise UnispError(f"{path}: {e}") from None
+
+
+def input_options(path: str | Path, header: dict[str, Any], given: RawOptions) -> RawOptions:
+    """The values to read a model's RAW input with: its file's ``raw_input`` (what it was trained
+    with), with every value ``given`` (a camera file, flags) gives in its place.
+
+    One INFO line says which values came from the model file and which ``given`` overrode.
+    """
+    recorded = recorded_options(path, header)
+    replaced = recorded.replaced_by(given)
+    kept = [key for key in recorded.given() if key not in replaced]
+    parts = [f"from the model file: {recorded.describe(kept)}"] if kept else []
+    if replaced:
+        parts.append(f"the model file's {', '.join(replaced)} overridden")
+    if parts:
+        log.info("%s: RAW input values %s", path, "; ".join(parts))
+    return recorded.merged(given)
 
 
 def import_reference(src: str | Path, out: str | Path, model_name: str | None = None) -> dict[str, Any]:

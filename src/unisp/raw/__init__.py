@@ -1,4 +1,5 @@
-"""The RAW input layer: Bayer patterns and packing, the RawFrame type, readers and a DNG writer."""
+"""The RAW input layer: Bayer patterns and packing, the RawFrame type, readers and the values they are
+given (flags, recipes, camera files), and a DNG writer."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from unisp.raw.io import (
     camera_to_srgb_matrix,
     detect_layout,
     find_raw_files,
+    missing_values,
     read_raw,
     write_mosaic_png,
 )
+from unisp.raw.options import RawOptions, options_from_flags, read_camera_file
 
 __all__ = [
     "CANONICAL_CHANNELS",
@@ -41,6 +44,7 @@ __all__ = [
     "REFERENCE_ORDER",
     "SRGB_TO_XYZ_D65",
     "RawFrame",
+    "RawOptions",
     "Source",
     "camera_to_srgb_matrix",
     "colour_masks",
@@ -49,7 +53,10 @@ __all__ = [
     "detect_layout",
     "find_raw_files",
     "from_reference_order",
+    "missing_values",
+    "options_from_flags",
     "pack",
+    "read_camera_file",
     "read_raw",
     "site_masks",
     "to_reference_order",

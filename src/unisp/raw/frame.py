@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -22,7 +23,8 @@ class Source(str, Enum):
 
     METADATA = "metadata"  # read from the file itself (EXIF/DNG/LibRaw, or a sidecar JSON we wrote)
     PRESET = "preset"  # a dataset preset (ZRR, Fujifilm UltraISP)
-    USER = "user"  # given on the command line or in a config
+    CAMERA = "camera"  # a per-camera YAML file (--camera, data.camera): the engineer's calibration, over metadata
+    USER = "user"  # given on the command line or in a recipe (or so recorded in a model file's header)
     ASSUMED = "assumed"  # nothing usable said (missing, or invalid and dropped with a warning): a documented default
 
 
@@ -124,14 +126,12 @@ class RawFrame:
         out = (planes - black) / (self.white_level - black)
         return out.clamp(0.0, 1.0) if clip else out
 
-    def with_overrides(self, **values) -> RawFrame:
-        """A copy with some calibration fields replaced, each marked as coming from the user."""
-        sources = dict(self.sources)
-        for key, value in values.items():
-            if value is not None:
-                sources[key] = Source.USER
+    def with_overrides(self, sources: Mapping[str, Source] | None = None, **values) -> RawFrame:
+        """A copy with some calibration fields replaced (None: kept), each marked as coming from
+        ``sources[field]``, :attr:`Source.USER` when ``sources`` does not say."""
         values = {k: v for k, v in values.items() if v is not None}
-        return replace(self, sources=sources, **values)
+        marks = {key: (sources or {}).get(key, Source.USER) for key in values}
+        return replace(self, sources={**self.sources, **marks}, **values)
 
     def describe(self) -> str:
         """One line saying what the frame holds and where each calibration value came from."""

@@ -13,8 +13,11 @@ One entry point, :func:`read_raw`, with a ``layout`` that says how the file is s
 =============  =====================================================================================
 
 ``layout="auto"`` picks one from the extension, the parent folder's name and a sidecar's presence
-(see :func:`detect_layout`). Every frame records in ``frame.sources`` where its CFA, levels,
-white balance and colour matrix came from, and one INFO line per file says so; a value the file
+(see :func:`detect_layout`). Values the file lacks or holds wrong (a headerless dump's size, a
+sensor's levels) are given as :class:`~unisp.raw.options.RawOptions`: flags, a recipe's keys, a
+camera file, a model file's header. Every frame records in ``frame.sources`` where its CFA, levels,
+white balance and colour matrix came from, and one DEBUG line per file says so (``unisp -v``; a
+folder read logs one line for the folder: :mod:`unisp.raw.summary`); a value the file
 holds but that cannot be right is dropped with a WARNING naming the file (see :func:`read_raw`).
 """
 
@@ -25,7 +28,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,7 @@ from unisp.raw.calibration import colour_matrix_problem, wb_gains_problem
 from unisp.raw import dng_tags
 from unisp.raw.dng_tags import DngTags, read_dng_tags
 from unisp.raw.frame import RawFrame, Source
+from unisp.raw.options import RawOptions, flag_name
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +107,9 @@ CAMERA_RAW_EXTENSIONS: tuple[str, ...] = (
 MOSAIC_IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff")
 #: Headerless sample dumps.
 HEADERLESS_EXTENSIONS: tuple[str, ...] = (".raw", ".bin")
+#: The values (keys of :class:`RawOptions`) a file of each layout cannot be read without: a headerless
+#: dump holds samples only; a plain PNG/TIFF mosaic its size and samples (``white`` or ``bits``).
+REQUIRED_VALUES: dict[str, tuple[str, ...]] = {"headerless": ("width", "height", "bits", "cfa"), "png": ("cfa", "white")}
 #: Every extension :func:`find_raw_files` picks up.
 RAW_EXTENSIONS: tuple[str, ...] = CAMERA_RAW_EXTENSIONS + MOSAIC_IMAGE_EXTENSIONS + (".npy",) + HEADERLESS_EXTENSIONS
 
@@ -114,6 +121,7 @@ _NPY_MAGIC = b"\x93NUMPY"
 
 def read_raw(
     path: str | os.PathLike,
+    options: RawOptions | None = None,
     *,
     layout: str = "auto",
     cfa: CFA | str | None = None,
@@ -128,6 +136,8 @@ def read_raw(
 
     Args:
         path: the file.
+        options: values given by a recipe, a camera file or a model file (see
+            :mod:`unisp.raw.options`); they override metadata, and the keyword values below override them.
         layout: one of :data:`LAYOUTS`; ``"auto"`` picks by extension, folder and sidecar.
         cfa: Bayer pattern; overrides metadata (required for ``png`` and ``headerless``).
         black: one number or four in canonical ``(R, Gr, Gb, B)`` order; overrides metadata.
@@ -138,7 +148,8 @@ def read_raw(
         npy_order: plane order of a packed ``.npy``: ``"canonical"`` or ``"reference"``.
 
     Returns:
-        The frame; values given here are marked :attr:`Source.USER` in ``frame.sources``.
+        The frame; values given here are marked :attr:`Source.USER` in ``frame.sources``, and those
+        of ``options`` as ``options.source(key)`` says (:attr:`Source.CAMERA` for a camera file's).
 
     Samples above the white level are an error (a wrong bit depth or ``--white``), except against a
     white level LibRaw read from a camera file: cameras often record values past LibRaw's clip
@@ -163,8 +174,8 @@ def read_raw(
     if npy_order not in NPY_ORDERS:
         raise ConfigError(f"unknown npy plane order {npy_order!r} (allowed: {', '.join(NPY_ORDERS)})")
     _check_file(path)
-    opts = _UserOptions.parse(path, cfa=cfa, black=black, white=white, width=width, height=height, bits=bits)
-    chosen = detect_layout(path) if layout == "auto" else layout
+    opts = _with_keywords(path, options, cfa=cfa, black=black, white=white, width=width, height=height, bits=bits)
+    chosen = _chosen_layout(path, layout)
     try:
         if chosen == "libraw":
             frame = _read_libraw(path)
@@ -188,7 +199,7 @@ def read_raw(
         note = _samples_above_white(frame)  # LibRaw's level is a clip point, not a bit depth to check
     else:
         frame.check_white_level()
-    logger.info("%s: %s layout: %s%s", path, chosen, frame.describe(), note)
+    logger.debug("%s: %s layout: %s%s", path, chosen, frame.describe(), note)
     return frame
 
 
@@ -215,6 +226,20 @@ def detect_layout(path: str | os.PathLike) -> str:
             return "uispf"
         return "png"
     return "libraw"
+
+
+def missing_values(path: str | os.PathLike, options: RawOptions, layout: str = "auto") -> tuple[str, ...]:
+    """The values (:data:`REQUIRED_VALUES`) that ``read_raw(path, options, layout=layout)`` needs and ``options`` lacks.
+
+    Example:
+        >>> missing_values("a.raw", RawOptions.from_mapping({"cfa": "RGGB", "bits": 10}))
+        ('width', 'height')
+    """
+    return options.missing(REQUIRED_VALUES.get(_chosen_layout(Path(path), layout), ()))
+
+
+def _chosen_layout(path: Path, layout: str) -> str:
+    return detect_layout(path) if layout == "auto" else layout
 
 
 def find_raw_files(folder: str | os.PathLike) -> list[Path]:
@@ -310,93 +335,34 @@ def camera_to_srgb_matrix(xyz_to_camera: np.ndarray) -> np.ndarray:
     return np.linalg.inv(camera_from_srgb)
 
 
-# ------------------------------------------------------------------------------------------ user options
+# ---------------------------------------------------------------------------------------- given values
 
 
-@dataclass(frozen=True)
-class _UserOptions:
-    """The calibration values and sizes given by the caller, validated once."""
-
-    cfa: CFA | None
-    black: tuple[float, float, float, float] | None
-    white: float | None
-    width: int | None
-    height: int | None
-    bits: int | None
-
-    @classmethod
-    def parse(cls, path: Path, *, cfa, black, white, width, height, bits) -> _UserOptions:
-        def bad(message: str) -> RawFormatError:
-            return RawFormatError(f"{path}: {message}")
-
-        parsed_cfa = None
-        if cfa is not None:
-            try:
-                parsed_cfa = CFA.parse(cfa)
-            except RawFormatError as e:
-                raise bad(str(e)) from None
-        parsed_black = None
-        if black is not None:
-            values = [black] if np.isscalar(black) else list(black)
-            if len(values) == 1:
-                values = values * 4
-            if len(values) != 4:
-                raise bad(f"black level needs 1 or 4 values (R, Gr, Gb, B), got {len(values)}")
-            try:
-                parsed_black = tuple(float(v) for v in values)
-            except (TypeError, ValueError):
-                raise bad(f"black level must be numbers, got {black!r}") from None
-            if not all(math.isfinite(v) and v >= 0 for v in parsed_black):
-                raise bad(f"black level must be finite and ≥ 0, got {black!r}")
-        parsed_white = None
-        if white is not None:
-            try:
-                parsed_white = float(white)
-            except (TypeError, ValueError):
-                raise bad(f"white level must be a number, got {white!r}") from None
-            if not (math.isfinite(parsed_white) and parsed_white > 0):
-                raise bad(f"white level must be a positive number, got {white!r}")
-        for name, value, low, high in (("width", width, 1, None), ("height", height, 1, None), ("bits", bits, 1, 16)):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
-                high is not None and value > high
-            ):
-                limits = f"{low}..{high}" if high else f"≥ {low}"
-                raise bad(f"--{name} must be an integer {limits}, got {value!r}")
-        return cls(parsed_cfa, parsed_black, parsed_white, width, height, bits)
-
-    @property
-    def white_or_bits(self) -> float | None:
-        """The user's white level: ``white`` if given, else ``2**bits - 1`` if ``bits`` was given."""
-        if self.white is not None:
-            return self.white
-        if self.bits is not None:
-            return float(2**self.bits - 1)
-        return None
+def _with_keywords(path: Path, options: RawOptions | None, **values) -> RawOptions:
+    """``options`` with :func:`read_raw`'s keyword values (None: not given) over them, validated;
+    an invalid value is a :class:`RawFormatError` naming the file."""
+    try:
+        keywords = RawOptions.from_mapping(values)
+    except ConfigError as e:
+        raise RawFormatError(f"{path}: {e}") from None
+    return keywords if options is None else options.merged(keywords)
 
 
-def _apply_overrides(frame: RawFrame, opts: _UserOptions) -> RawFrame:
-    """Replace the frame's CFA/levels by the user's, marking them USER.
+def _apply_overrides(frame: RawFrame, opts: RawOptions) -> RawFrame:
+    """Replace the frame's calibration by the values given, each marked with where it came from.
 
     A new CFA without a new black level moves the per-plane black levels with the pixels they
     belong to (black levels are a property of tile positions, not of colour names).
     """
-    values: dict = {}
-    if opts.cfa is not None:
-        values["cfa"] = opts.cfa
-    if opts.black is not None:
-        values["black_level"] = opts.black
-    if opts.white_or_bits is not None:
-        values["white_level"] = opts.white_or_bits
-    if not values:
+    given = opts.calibration()
+    if not given:
         return frame
+    values = {field: value for field, (value, _) in given.items()}
+    sources = {field: source for field, (_, source) in given.items()}
     if opts.cfa is not None and opts.black is None and opts.cfa != frame.cfa:
         values["black_level"] = _remap_black(frame.black_level, frame.cfa, opts.cfa)
-        out = frame.with_overrides(**values)
-        out.sources["black_level"] = frame.sources.get("black_level", Source.ASSUMED)
-        return out
-    return frame.with_overrides(**values)
+        sources["black_level"] = frame.sources.get("black_level", Source.ASSUMED)  # moved, not given
+    return frame.with_overrides(sources, **values)
 
 
 def _remap_black(black: Sequence[float], old: CFA, new: CFA) -> tuple[float, ...]:
@@ -575,9 +541,9 @@ def _read_mosaic_image(path: Path, white: float) -> np.ndarray:
     return pixels
 
 
-def _read_preset_png(path: Path, cfa: CFA, black: Sequence[float], white: float, opts: _UserOptions) -> RawFrame:
+def _read_preset_png(path: Path, cfa: CFA, black: Sequence[float], white: float, opts: RawOptions) -> RawFrame:
     return RawFrame(
-        mosaic=_read_mosaic_image(path, opts.white_or_bits or white),
+        mosaic=_read_mosaic_image(path, opts.white_level or white),
         cfa=cfa,
         black_level=tuple(black),
         white_level=white,
@@ -613,7 +579,7 @@ def _check_sidecar_values(sidecar: Path, meta: dict) -> None:
         raise RawFormatError(f"{sidecar}: invalid value (\"orientation\" must be an EXIF rotation: {allowed}; got {orientation!r})")
 
 
-def _read_unisp(path: Path, opts: _UserOptions) -> RawFrame:
+def _read_unisp(path: Path, opts: RawOptions) -> RawFrame:
     sidecar = _sidecar_path(path)
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -630,7 +596,7 @@ def _read_unisp(path: Path, opts: _UserOptions) -> RawFrame:
     if missing:
         raise RawFormatError(f"{sidecar}: missing {', '.join(missing)}")
     _check_sidecar_values(sidecar, meta)
-    mosaic = _read_mosaic_image(path, opts.white_or_bits or meta["white_level"])
+    mosaic = _read_mosaic_image(path, opts.white_level or meta["white_level"])
     size = (meta.get("width"), meta.get("height"))
     if size != (None, None) and size != (mosaic.shape[1], mosaic.shape[0]):
         raise RawFormatError(
@@ -663,31 +629,27 @@ def _read_unisp(path: Path, opts: _UserOptions) -> RawFrame:
     return _drop_implausible_colour(sidecar, frame)
 
 
-def _read_plain_image(path: Path, opts: _UserOptions) -> RawFrame:
-    missing = []
-    if opts.cfa is None:
-        missing.append("--cfa")
-    if opts.white_or_bits is None:
-        missing.append("--white or --bits")
+def _read_plain_image(path: Path, opts: RawOptions) -> RawFrame:
+    missing = opts.missing(REQUIRED_VALUES["png"])
     if missing:
-        raise RawFormatError(
-            f"{path}: a plain PNG/TIFF mosaic carries no calibration; pass {' and '.join(missing)}"
-        )
-    return _frame_from_flags(path, _read_mosaic_image(path, opts.white_or_bits), opts)
+        wanted = " and ".join("--white or --bits" if key == "white" else flag_name(key) for key in missing)
+        raise RawFormatError(f"{path}: a plain PNG/TIFF mosaic carries no calibration; pass {wanted}")
+    return _frame_from_options(path, _read_mosaic_image(path, opts.white_level), opts)
 
 
-def _frame_from_flags(path: Path, mosaic: np.ndarray, opts: _UserOptions) -> RawFrame:
-    """A frame whose calibration comes entirely from the user's flags (black 0 when not given)."""
+def _frame_from_options(path: Path, mosaic: np.ndarray, opts: RawOptions) -> RawFrame:
+    """A frame whose calibration comes entirely from the options (black 0 when not given); the
+    options' colour values are applied afterwards, with the others, by :func:`_apply_overrides`."""
     return RawFrame(
         mosaic=mosaic,
         cfa=opts.cfa,
         black_level=opts.black if opts.black is not None else (0.0,) * 4,
-        white_level=opts.white_or_bits,
+        white_level=opts.white_level,
         path=path,
         sources=dict(
-            cfa=Source.USER,
-            black_level=Source.USER if opts.black is not None else Source.ASSUMED,
-            white_level=Source.USER,
+            cfa=opts.source("cfa"),
+            black_level=opts.source("black") if opts.black is not None else Source.ASSUMED,
+            white_level=opts.calibration()["white_level"][1],
             wb_gains=Source.ASSUMED,
             cam_to_srgb=Source.ASSUMED,
         ),
@@ -721,7 +683,7 @@ def _check_npy_header(path: Path) -> None:
         )
 
 
-def _read_npy(path: Path, opts: _UserOptions, order: str) -> RawFrame:
+def _read_npy(path: Path, opts: RawOptions, order: str) -> RawFrame:
     _check_npy_header(path)
     try:
         array = np.load(path, allow_pickle=False)
@@ -752,7 +714,7 @@ def _read_npy(path: Path, opts: _UserOptions, order: str) -> RawFrame:
         if high > 65535:
             raise RawFormatError(f"{path}: values above 65535 (max {high}) do not fit a 16-bit mosaic")
         values = array.astype(np.uint16)
-        white, white_source = opts.white_or_bits, Source.USER
+        white, white_source = opts.calibration().get("white_level", (None, None))
         if white is None:
             white, white_source = float(next(w for w in NPY_WHITE_LEVELS if w >= high)), Source.ASSUMED
             logger.debug("%s: no --white/--bits; assuming white level %g from the maximum value %d", path, white, high)
@@ -772,8 +734,8 @@ def _read_npy(path: Path, opts: _UserOptions, order: str) -> RawFrame:
         white_level=white,
         path=path,
         sources=dict(
-            cfa=Source.USER if opts.cfa is not None else Source.ASSUMED,
-            black_level=Source.USER if opts.black is not None else Source.ASSUMED,
+            cfa=opts.source("cfa") if opts.cfa is not None else Source.ASSUMED,
+            black_level=opts.source("black") if opts.black is not None else Source.ASSUMED,
             white_level=white_source,
             wb_gains=Source.ASSUMED,
             cam_to_srgb=Source.ASSUMED,
@@ -781,13 +743,12 @@ def _read_npy(path: Path, opts: _UserOptions, order: str) -> RawFrame:
     )
 
 
-def _read_headerless(path: Path, opts: _UserOptions) -> RawFrame:
-    flags = {"--width": opts.width, "--height": opts.height, "--bits": opts.bits, "--cfa": opts.cfa}
-    missing = [flag for flag, value in flags.items() if value is None]
+def _read_headerless(path: Path, opts: RawOptions) -> RawFrame:
+    missing = opts.missing(REQUIRED_VALUES["headerless"])
     if missing:
         raise RawFormatError(
-            f"{path}: a headerless RAW file needs --width, --height, --bits and --cfa; missing {', '.join(missing)}"
-            " (for a camera RAW file named .raw, pass --layout libraw)"
+            f"{path}: a headerless RAW file needs --width, --height, --bits and --cfa (or --camera FILE); "
+            f"missing {', '.join(flag_name(key) for key in missing)} (for a camera RAW file named .raw, pass --layout libraw)"
         )
     dtype = np.dtype("<u2") if opts.bits > 8 else np.dtype("u1")
     expected = opts.width * opts.height * dtype.itemsize
@@ -798,7 +759,7 @@ def _read_headerless(path: Path, opts: _UserOptions) -> RawFrame:
             f"({dtype.itemsize} byte(s) per sample) needs {expected}"
         )
     mosaic = np.fromfile(path, dtype=dtype).reshape(opts.height, opts.width)
-    return _frame_from_flags(path, mosaic.astype(np.uint16), opts)
+    return _frame_from_options(path, mosaic.astype(np.uint16), opts)
 
 
 __all__ = [
@@ -806,12 +767,14 @@ __all__ = [
     "LAYOUTS",
     "NPY_ORDERS",
     "RAW_EXTENSIONS",
+    "REQUIRED_VALUES",
     "SRGB_TO_XYZ_D65",
     "UISPF_BLACK_LEVEL",
     "ZRR_WHITE_LEVEL",
     "camera_to_srgb_matrix",
     "detect_layout",
     "find_raw_files",
+    "missing_values",
     "read_raw",
     "write_mosaic_png",
 ]

@@ -199,5 +199,6 @@ def synthesize_folder(
         "failed": failed,
     }
     write_text(out_dir / "dataset.json", json.dumps(record, indent=2) + "\n")
-    logger.info("wrote %d synthetic RAW frames to %s (%d skipped)", len(written), out_dir, len(failed))
+    # DEBUG: `unisp synth` prints its own result line, and the demo shows this as a progress stage.
+    logger.debug("wrote %d synthetic RAW frames to %s (%d skipped)", len(written), out_dir, len(failed))
     return written

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional, Union
 
 from unisp.errors import ConfigError
 from unisp.isp.demosaic import DemosaicMethod
 from unisp.isp.pipeline import TransferCurve
 from unisp.losses.config import UnpairedLossConfig
 from unisp.models.registry import MODEL_NAMES
+from unisp.raw.options import FLAG_KEYS, RawOptions, read_camera_file
 
 #: stage1: reproduce the classical render X̂ (the paper's pretraining);
 #: unpaired: the paper's loss with an unrelated RGB set (content against X̂);
@@ -53,6 +54,15 @@ class DataConfig:
         samples_per_epoch: patches drawn per pass over the data loader.
         workers: data-loader worker processes (0 = in the training process).
         val_max_images: at most this many validation images are scored.
+        cfa, black, white, width, height, bits: the sensor's values, as the flags of the same names
+            (``--cfa`` …): Bayer pattern, black level (one value or four in ``(R, Gr, Gb, B)`` order),
+            white level, a headerless file's size, bit depth (sets the white level when ``white`` is
+            not given); they override the files' metadata and the camera file. None: not given.
+        camera: a per-camera YAML file (``configs/cameras/*.yaml``) whose values are used under
+            the keys above; empty = none.
+
+    Every RAW file of the run (training, validation, ``unisp select`` and ``unisp report``) is read
+    with these values; the model files record them (their header's ``raw_input``).
     """
 
     raw_dir: str = ""
@@ -66,6 +76,37 @@ class DataConfig:
     samples_per_epoch: int = 3200
     workers: int = 0
     val_max_images: int = 8
+    cfa: Optional[str] = None
+    black: Union[float, list[float], None] = None
+    white: Optional[float] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    bits: Optional[int] = None
+    camera: str = ""
+
+    def recipe_options(self) -> RawOptions:
+        """The RAW values the recipe's own keys give (``data.cfa`` … ``data.bits``), validated.
+
+        Raises:
+            ConfigError: an invalid value, naming its key.
+        """
+        values = {key: getattr(self, key) for key in FLAG_KEYS}
+        return RawOptions.from_mapping(values, name=lambda key: f"config key 'data.{key}'")
+
+    def raw_options(self) -> RawOptions:
+        """The values every RAW file of the run is read with: the camera file's (``data.camera``),
+        with the recipe's own keys in their place.
+
+        Raises:
+            ConfigError: an invalid value, or a camera file that cannot be read, naming the key.
+        """
+        if not self.camera:
+            return self.recipe_options()
+        try:
+            camera = read_camera_file(self.camera)
+        except ConfigError as e:
+            raise ConfigError(f"config key 'data.camera': {e}") from None
+        return camera.merged(self.recipe_options())
 
 
 @dataclass
@@ -188,6 +229,7 @@ class TrainConfig:
             raise ConfigError(f"config key 'content_reference' can be 'aligned' only in paired modes, not in {self.mode}")
         if self.data.patch < 8 or self.data.patch % 2:
             raise ConfigError(f"config key 'data.patch' must be an even number ≥ 8, got {self.data.patch}")
+        self.data.recipe_options()  # data.cfa … data.bits, each checked as its flag is
 
     def check_ready(self) -> None:
         """Raise :class:`ConfigError` for settings a run needs but defaults cannot give."""

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Sampler
 
 from unisp.device import resolve_device
 from unisp.errors import ConfigError, UnispError
@@ -115,6 +116,28 @@ def shard_indices(first_step: int, last_step: int, batch_size: int, ctx: Distrib
     ``s·B + r, s·B + r + W, …`` of them, so the ranks' shards together are that same batch.
     """
     return [s * batch_size + j for s in range(first_step, last_step) for j in range(ctx.rank, batch_size, ctx.world)]
+
+
+class StepSampler(Sampler):
+    """``(epoch, index)`` of every item this rank reads from global step :attr:`start` to ``steps``.
+
+    Global step ``s`` is step ``s mod steps_per_epoch`` of epoch ``s // steps_per_epoch`` and reads
+    the indices :func:`shard_indices` gives it, so the data follow from the step alone: a resumed
+    run (``start`` = its checkpoint's step) reads what the uninterrupted run read. The training
+    loop builds its data loader once, over this sampler and
+    :class:`~unisp.data.patches.EpochItems`, and sets :attr:`start` before each pass (the first,
+    and one after each rollback).
+    """
+
+    def __init__(self, steps: int, steps_per_epoch: int, batch_size: int, ctx: Distributed) -> None:
+        self.steps, self.steps_per_epoch, self.batch_size, self.ctx = steps, steps_per_epoch, batch_size, ctx
+        self.start = 0
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            epoch, position = divmod(step, self.steps_per_epoch)
+            for index in shard_indices(position, position + 1, self.batch_size, self.ctx):
+                yield epoch, index
 
 
 def average_(tensor: torch.Tensor, ctx: Distributed) -> torch.Tensor:

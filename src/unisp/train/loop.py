@@ -2,7 +2,8 @@
 
 Read top to bottom: model, data (a sample of the files read and checked), objective (terms and
 discriminators), optimisers, and only then the run folder, so that a run that cannot start
-leaves nothing behind; then one loop of steps. A generator step computes the active terms on a
+leaves nothing behind; then one loop of steps, over one data loader (built once, so that its
+worker processes read each file once per run). A generator step computes the active terms on a
 batch and combines their gradients (Dynamic Loss Adaptation, or fixed weights); every
 ``d_every`` steps the discriminators step on the same batch. Logging, validation and checkpoints
 happen every so many steps; ``--resume`` continues exactly where the last checkpoint left off
@@ -34,19 +35,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from unisp.data.patches import FrameCache, RawPatches, check_alignment
+from unisp.data.patches import EpochItems, FrameCache, RawPatches, check_alignment
 from unisp.data.unpaired import RGBPatches, UnpairedPatches
-from unisp.errors import UnispError
+from unisp.errors import ConfigError, UnispError
 from unisp.eval.metrics import psnr
 from unisp.fileio import list_images, read_rgb, write_text
 from unisp.isp.grading import Grading, fit_grading
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
 from unisp.losses.dla import dla_backward, fixed_weight_backward
 from unisp.models.base import Generator, training_forward
-from unisp.models.checkpoint import load_model
+from unisp.models.checkpoint import load_model, recorded_options
 from unisp.models.registry import build_model, count_parameters
 from unisp.raw.frame import RawFrame
-from unisp.raw.io import find_raw_files, read_raw
+from unisp.raw.io import REQUIRED_VALUES, detect_layout, find_raw_files, missing_values, read_raw
+from unisp.raw.options import RawOptions
+from unisp.raw.summary import log_summary
 from unisp.train import distributed
 from unisp.train.config import PAIRED_MODES, TrainConfig
 from unisp.train.guard import NonFiniteGuard, TrainingCollapsed, all_finite, collapse, collapse_message, snapshot
@@ -81,6 +84,42 @@ def split_files(config: TrainConfig) -> tuple[list[Path], list[Path]]:
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(config.seed)).tolist()
     val = sorted(files[i] for i in order[:n_val])
     return [f for f in files if f not in set(val)], val
+
+
+def check_raw_values(config: TrainConfig, options: RawOptions, train_files: list[Path], val_files: list[Path]) -> None:
+    """Refuse RAW files that cannot be read without values the recipe does not give (a headerless
+    dump's size, bit depth and CFA; a plain mosaic's CFA and white level), naming the recipe keys,
+    before any file is read.
+
+    Raises:
+        ConfigError: ``data.raw_dir DIR: headerless files such as a.raw need data.width, …; missing …``.
+    """
+    data = config.data
+    folders = {"raw_dir": train_files, "val_dir": val_files} if data.val_dir else {"raw_dir": train_files + val_files}
+    for key, files in folders.items():
+        for path in files:
+            missing = missing_values(path, options, data.layout)
+            if missing:
+                raise ConfigError(f"data.{key} {getattr(data, key)}: {_missing_values_message(path, data.layout, missing)}")
+
+
+def _missing_values_message(path: Path, layout: str, missing: tuple[str, ...]) -> str:
+    """``headerless files such as a.raw need data.width, …; missing …``, in the recipe's key names."""
+    chosen = detect_layout(path) if layout == "auto" else layout
+    needed = ", ".join(f"data.{k}" for k in REQUIRED_VALUES[chosen])
+    lacking = ", ".join("data.white (or data.bits)" if k == "white" else f"data.{k}" for k in missing)
+    return f"{chosen} files such as {path.name} need {needed}; missing {lacking} (give them in the recipe, or in a camera file: data.camera)"
+
+
+def check_same_raw_input(options: RawOptions, header: dict[str, Any]) -> None:
+    """On ``--resume``: refuse RAW values other than those the run was trained with (its checkpoint's
+    ``raw_input``); the recipe's keys cannot change, but its camera file's contents can."""
+    if options.to_dict() != header.get("raw_input", {}):
+        then = recorded_options("the run's checkpoint", header).describe()
+        raise ConfigError(
+            f"--resume: the run was trained with RAW values {then}, but its recipe now gives {options.describe()} "
+            "(was data.camera edited?); restore them, or start a new run with init=RUN/model.safetensors"
+        )
 
 
 def paired_targets(raw_files: list[Path], rgb_dir: str) -> list[Path]:
@@ -142,12 +181,14 @@ def fit_colour_grading(config: TrainConfig, files: list[Path], read: Callable) -
 def load_validation(config: TrainConfig, files: list[Path], read: Callable) -> tuple[list[RawFrame], list[torch.Tensor], str]:
     """Validation frames, their targets and the metric's name.
 
-    Ground truth when the recipe has it (``val_rgb_dir``, or ``rgb_dir`` in paired modes):
-    ``val_psnr``. Stage 1 is scored against X̂, its own target: also ``val_psnr``. Unpaired
-    without ground truth is scored against X̂ as a consistency check: ``val_render_psnr``.
+    Logs what the frames hold (one line for their folder). Ground truth when the recipe has it
+    (``val_rgb_dir``, or ``rgb_dir`` in paired modes): ``val_psnr``. Stage 1 is scored against X̂,
+    its own target: also ``val_psnr``. Unpaired without ground truth is scored against X̂ as a
+    consistency check: ``val_render_psnr``.
     """
     files = files[: config.data.val_max_images]
     frames = [read(f) for f in files]
+    log_summary(frames, "validation")
     gt_dir = config.data.val_rgb_dir or (config.data.rgb_dir if config.mode in PAIRED_MODES else "")
     if gt_dir:
         targets = [check_alignment(p, read_rgb(p), f) for p, f in zip(paired_targets(files, gt_dir), frames)]
@@ -321,8 +362,10 @@ def _train(
     changes: dict[str, tuple[Any, Any]],
 ) -> dict[str, Any]:
     seed_everything(config.seed)
+    options = config.data.raw_options()
     if resume:
         model, header, state = load_resume_everywhere(run, ctx)
+        check_same_raw_input(options, header)
         name = header["model"]
     else:
         model, name = build_start_model(config)
@@ -330,10 +373,11 @@ def _train(
     local_batch = distributed.local_batch_size(config.batch_size, ctx)
     # Each GPU holds its own share of the batch; processes on the CPU share the host's memory.
     check_step_memory(config, device, local_batch if device.type == "cuda" else config.batch_size)
-    read = functools.partial(read_raw, layout=config.data.layout)
+    read = functools.partial(read_raw, options=options, layout=config.data.layout)
     train_files, val_files = split_files(config)
+    check_raw_values(config, options, train_files, val_files)
     dataset = build_dataset(config, train_files, read)
-    dataset.check(PREFLIGHT_FILES)
+    log_summary(dataset.check(PREFLIGHT_FILES), "training", total=len(train_files))
     val_frames, val_targets, val_name = load_validation(config, val_files, read) if ctx.main else ([], [], "")
 
     model = model.to(device).train()
@@ -393,20 +437,20 @@ def _train(
     training = {"mode": config.mode, "recipe_steps": config.steps, "parameters": count_parameters(model)}
     started = time.perf_counter()
     last: dict[str, float] = {}
+    sampler = distributed.StepSampler(config.steps, steps_per_epoch, config.batch_size, ctx)
+    # Built once: worker processes, when there are any, live for the whole run with their frame caches.
+    loader = DataLoader(
+        EpochItems(dataset),
+        batch_size=local_batch,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=config.data.workers,
+        persistent_workers=config.data.workers > 0,
+    )
     while step < config.steps:
         # Epoch and position follow from the step alone, so a resumed run sees the same batches.
-        epoch, skip = divmod(step, steps_per_epoch)
-        dataset.set_epoch(epoch)
-        loader = DataLoader(
-            dataset,
-            batch_size=local_batch,
-            sampler=distributed.shard_indices(skip, steps_per_epoch, config.batch_size, ctx),
-            drop_last=True,
-            num_workers=config.data.workers,
-        )
+        sampler.start = step
         for batch in loader:
-            if step >= config.steps:
-                break
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             # From the step alone (so a resumed run follows the same rates), lowered by any rollback.
             set_learning_rates(g_opt, d_opts, config, guard.lr_scale * schedule_factor(config, step))
@@ -470,7 +514,7 @@ def _train(
             if step % config.ckpt_every == 0 or step == config.steps:
                 state = resume_state()
                 if ctx.main:
-                    run.save(model, name, step, state, training)
+                    run.save(model, name, step, state, training, options.to_dict())
                 last_good = snapshot(model, state, step)
             if progress is not None and ctx.main:
                 progress(step, record)

@@ -227,13 +227,18 @@ class RunDir:
         kept = [r for r in self.metrics() if r.get("step", 0) <= step]
         write_text(self.path / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
 
-    def save(self, model: Generator, name: str, step: int, state: dict[str, Any], training: dict[str, Any]) -> Path:
+    def save(
+        self, model: Generator, name: str, step: int, state: dict[str, Any], training: dict[str, Any],
+        raw_input: dict[str, Any] | None = None,
+    ) -> Path:
         """Write the step's model file, the latest model and the resume state (each atomically).
 
-        ``resume.pt`` goes last and names its checkpoint: a process killed between the files
-        leaves the previous ``resume.pt``, which still names the previous (complete) checkpoint.
+        ``raw_input`` (:meth:`unisp.raw.options.RawOptions.to_dict`: the RAW values the run reads
+        its files with) goes into the model files' header when it holds any. ``resume.pt`` goes
+        last and names its checkpoint: a process killed between the files leaves the previous
+        ``resume.pt``, which still names the previous (complete) checkpoint.
         """
-        meta = {"training": {**training, "step": step}}
+        meta = {"training": {**training, "step": step}, **({"raw_input": raw_input} if raw_input else {})}
         ckpt = self.path / "checkpoints" / f"step_{step:07d}.safetensors"
         save_model(ckpt, model, name=name, meta=meta)
         write_bytes(self.path / MODEL_FILE, ckpt.read_bytes())  # the same file: serialise and check once
