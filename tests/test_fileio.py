@@ -10,7 +10,18 @@ import pytest
 import torch
 
 from unisp.errors import OutputError, UnispError
-from unisp.fileio import atomic_write, list_images, quantize, quantize_tensor, read_rgb, write_bytes, write_image, write_text
+from unisp.fileio import (
+    MAX_DEFLATE_RATIO,
+    atomic_write,
+    check_png_size,
+    list_images,
+    quantize,
+    quantize_tensor,
+    read_rgb,
+    write_bytes,
+    write_image,
+    write_text,
+)
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):
@@ -94,3 +105,32 @@ def test_atomic_write_gives_the_umask_mode(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
+
+
+def _png(width: int, height: int, idat: bytes) -> bytes:
+    """A PNG of only a signature, an 8-bit RGB IHDR of ``width × height`` and one IDAT chunk (CRCs zeroed)."""
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    chunk = lambda kind, data: len(data).to_bytes(4, "big") + kind + data + b"\0" * 4  # noqa: E731
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_png_claiming_more_pixels_than_deflate_can_hold_is_refused(tmp_path):
+    """65535² RGB pixels (12.9 GB) cannot come from 100 bytes: deflate expands at most 1032×. Decoding it
+    would allocate the image first (and imagecodecs keeps that address space after its error)."""
+    path = tmp_path / "forged.png"
+    with pytest.raises(UnispError, match=r"forged.png: truncated or corrupt PNG: its header says 65535×65535"):
+        check_png_size(path, _png(65535, 65535, b"\0" * 100))
+
+
+def test_png_size_check_bound_is_exact():
+    """One row of W RGB pixels is 3·W bytes; 3 compressed bytes hold at most 3·1032: W = 1032 passes, 1033 fails."""
+    check_png_size(None, _png(MAX_DEFLATE_RATIO, 1, b"\0" * 3))
+    with pytest.raises(UnispError):
+        check_png_size(None, _png(MAX_DEFLATE_RATIO + 1, 1, b"\0" * 3))
+
+
+def test_highly_compressed_valid_png_reads(tmp_path):
+    """An all-black 2000×2000 photo compresses about 1000:1, close to the bound, and still reads."""
+    path = tmp_path / "black.png"
+    write_image(path, np.zeros((2000, 2000, 3), np.uint8))
+    assert read_rgb(path).shape == (3, 2000, 2000)

@@ -413,7 +413,7 @@ def info(
     ]
     if header:
         lines.insert(1, ("file", str(model)))
-        lines += [(key, str(header[key])) for key in ("packing", "normalisation", "training", "raw_input") if header.get(key)]
+        lines += [(key, str(header[key])) for key in ("packing", "normalisation", "input_wb", "training", "raw_input") if header.get(key)]
     for key, value in lines:
         typer.echo(f"{key:<17} {value}")
 
@@ -522,6 +522,7 @@ def process(
 
     The RAW values the model was trained with (its file's raw_input) are used unless
     --camera or a flag gives others."""
+    from unisp.isp.awb import lacks_input_gains, warn_lacking_gains
     from unisp.isp.orientation import apply_orientation
     from unisp.models.checkpoint import load_model
     from unisp.process import backend as make_runner, count_tiles, run_tiled
@@ -535,9 +536,12 @@ def process(
     net = net.to(dev)
     read = raw_reader(layout, raw_options(width, height, bits, cfa, black, white, camera, model=(model, header)))
 
+    lacking_gains = []  # per file: whether it lacked the as-shot white balance the model's input needs
+
     with make_runner(net, backend) as runner:
 
         def convert(frame, progress):
+            lacking_gains.append(lacks_input_gains(frame, net.input_wb))
             # The file's tiles: a bar on a terminal, no plain lines (the files' task has them).
             task = progress.add_task(f"  {frame.path.name}", total=count_tiles(net, frame, tile), plain=False)
             image = run_tiled(
@@ -546,7 +550,10 @@ def process(
             progress.remove_task(task)
             return apply_orientation(image, frame.orientation, dims=(0, 1))
 
-        convert_files(inputs, out, read, format, depth, convert, "processed")
+        try:
+            convert_files(inputs, out, read, format, depth, convert, "processed")
+        finally:
+            warn_lacking_gains(sum(lacking_gains), len(lacking_gains), "files processed")
 
 
 class ExportFormat(str, Enum):
@@ -708,6 +715,7 @@ def _evaluate_model(net, data, gt, read, metrics, device, save, progress):
     from unisp.eval.datasets import raw_and_truth_dirs
     from unisp.eval.evaluate import evaluate_images
     from unisp.fileio import list_images, plan_outputs, read_rgb, same_file, write_image
+    from unisp.isp.awb import lacks_input_gains, warn_lacking_gains
     from unisp.process import run_tiled
     from unisp.raw.io import find_raw_files
     from unisp.raw.summary import FrameFacts, log_summary
@@ -726,12 +734,13 @@ def _evaluate_model(net, data, gt, read, metrics, device, save, progress):
                 raise UnispError(f"{save}: holds the {holds} of this evaluation; give --save another folder")
         plan_outputs(names, Path(save), ".png", protected=truths.values())
 
-    read_frames = []
+    read_frames, lacking_gains = [], []
 
     def outputs():
         for name in names:
             frame = read(name)
             read_frames.append(FrameFacts.of(frame))
+            lacking_gains.append(lacks_input_gains(frame, net.input_wb))
             image = run_tiled(net, frame, device=dev)
             if save is not None:
                 write_image(Path(save) / f"{name.stem}.png", image, depth=16)
@@ -741,6 +750,7 @@ def _evaluate_model(net, data, gt, read, metrics, device, save, progress):
         outputs(), (read_rgb(truths[p.stem]) for p in names), [p.stem for p in names], metrics=metrics, progress=progress
     )
     log_summary(read_frames)
+    warn_lacking_gains(sum(lacking_gains), len(lacking_gains), "files evaluated")
     result.failures += [f"{p}: no ground truth named {p.stem}.* in {gt_dir}" for p in failures]
     return result
 

@@ -86,6 +86,8 @@ class DemoSettings:
             5e-4 because the run is about 50× shorter).
         stage2_steps: stage 2; ``None`` keeps the recipe's.
         batch_size: patches per step in both stages; ``None`` keeps the recipe's.
+        overrides: more ``key=value`` recipe overrides for both stages (a benchmark's variant,
+            e.g. ``("data.input_wb=as_shot",)``).
     """
 
     stage1_steps: int = 400
@@ -93,6 +95,7 @@ class DemoSettings:
     stage1_patch: int = 96
     stage2_steps: int | None = None
     batch_size: int | None = None
+    overrides: tuple[str, ...] = ()
 
 
 @dataclass
@@ -208,6 +211,7 @@ def run_demo(
     ]
     if settings.batch_size is not None:
         common.append(f"batch_size={settings.batch_size}")
+    common += settings.overrides
 
     # 2. Stage 1.
     t0 = time.perf_counter()

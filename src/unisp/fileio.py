@@ -187,7 +187,9 @@ def read_pixels(path: str | os.PathLike) -> np.ndarray:
         if path.stat().st_size == 0:
             raise UnispError(f"{path}: empty file (0 bytes)")
         if ext == ".png":
-            return np.asarray(imagecodecs.png_decode(path.read_bytes()))
+            data = path.read_bytes()
+            check_png_size(path, data)
+            return np.asarray(imagecodecs.png_decode(data))
         if ext in (".tif", ".tiff"):
             return np.asarray(tifffile.imread(path))
         return np.asarray(iio.imread(path))
@@ -227,6 +229,46 @@ def read_input_bytes(path: str | os.PathLike, *, limit: int, what: str) -> bytes
     if len(data) > limit:  # grew while we looked
         raise UnispError(f"{path}: more than a {what} can be ({limit:,} bytes at most)")
     return data
+
+
+#: Most that deflate (PNG's compression) can expand its input: 258-byte matches coded in about 2
+#: bits give a ratio of about 1032:1 (zlib's technical notes), so pixel data larger than this many
+#: times a PNG's compressed IDAT bytes cannot be in the file.
+MAX_DEFLATE_RATIO = 1032
+#: Channels of each PNG colour type (PNG specification, IHDR): gray, RGB, palette, gray+alpha, RGBA.
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png_size(path: Path, data: bytes) -> None:
+    """Refuse a PNG whose header claims more pixel data than its compressed data can hold.
+
+    A truncated or forged PNG can claim 65535×65535 pixels in a few hundred bytes; decoding it
+    would allocate the whole image first (imagecodecs then keeps those gigabytes of address space
+    after the error). The check reads only the chunk headers; a file it cannot parse is left to
+    the decoder, which reports it.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return
+    offset, header, compressed = len(_PNG_SIGNATURE), None, 0
+    while offset + 8 <= len(data):
+        length, kind = int.from_bytes(data[offset : offset + 4], "big"), data[offset + 4 : offset + 8]
+        if kind == b"IHDR" and length >= 10:
+            header = data[offset + 8 : offset + 18]
+        elif kind == b"IDAT":
+            compressed += min(length, len(data) - offset - 8)
+        elif kind == b"IEND":
+            break
+        offset += 12 + length
+    if header is None or header[9] not in PNG_CHANNELS:
+        return
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    pixel_bytes = width * height * PNG_CHANNELS[header[9]] * header[8] // 8
+    if pixel_bytes > MAX_DEFLATE_RATIO * max(compressed, 1):
+        raise UnispError(
+            f"{path}: truncated or corrupt PNG: its header says {width}×{height}, more pixels than its "
+            f"{compressed:,} bytes of image data can hold"
+        )
 
 
 #: Longest decoder message quoted in an error line (some decoders explain themselves at length).

@@ -26,6 +26,7 @@ from torch import nn
 
 from unisp.errors import UnispError
 from unisp.fileio import quantize
+from unisp.isp.awb import balance_input, input_gains
 from unisp.isp.blc import normalize
 from unisp.models.base import check_input_size
 from unisp.raw.frame import RawFrame
@@ -57,7 +58,9 @@ def run_tiled(
     """Run ``model`` over ``frame`` in overlapping tiles.
 
     Args:
-        model: a generator taking ``(1, 4, h, w)`` packed input in [0, 1] and returning ``(1, 3, 2h, 2w)``.
+        model: a generator taking ``(1, 4, h, w)`` packed input in [0, 1] and returning ``(1, 3, 2h, 2w)``;
+            its ``input_wb`` (``"none"`` when it has none) says how each tile is white-balanced
+            after normalisation (:func:`unisp.isp.awb.input_gains`).
         frame: the RAW frame.
         tile: tile edge in packed pixels (the core of each tile; the overlap is added around it).
         depth: 8 or 16 to return an ``(H, W, 3)`` integer image quantised tile by tile (bounded
@@ -81,6 +84,7 @@ def run_tiled(
     tile, r = tiling(model, frame, tile)
     dtype = next(model.parameters()).dtype if runner is None else torch.float32
     forward = model if runner is None else runner
+    gains = input_gains(frame, getattr(model, "input_wb", "none"))
     if getattr(model, "receptive_radius", None) is None:
         log.warning(
             "%s pools over the whole image: processing %s in one pass (memory not bounded by --tile)",
@@ -97,7 +101,7 @@ def run_tiled(
             ya, yb = max(0, y0 - r), min(h, y1 + r)
             xa, xb = max(0, x0 - r), min(w, x1 + r)
             x = torch.from_numpy(planes[None, :, ya:yb, xa:xb].astype(np.float32)).to(device)
-            x = normalize(x, frame.black_level, frame.white_level).to(dtype)
+            x = balance_input(normalize(x, frame.black_level, frame.white_level), gains).to(dtype)
             y = forward(x)[0]
             # Only the core crosses to the host; with `depth` as integers (quantised on the device).
             core = y[:, 2 * (y0 - ya) : 2 * (y1 - ya), 2 * (x0 - xa) : 2 * (x1 - xa)]

@@ -28,8 +28,8 @@ PLAIN_STEPS = 10
 #: ... or, between those, when a task has gone this long without a line (a task with no total,
 #: or a long one: a line a minute keeps a day-long training to about 1,400 lines).
 PLAIN_INTERVAL_S = 60.0
-#: A task prints nothing during its first seconds: a command that is over in a moment needs no
-#: progress report, and a folder of small files should not print ten lines for each.
+#: A task prints nothing during its first seconds: a command that is over in a moment (a few
+#: small files) needs no progress report in its log.
 PLAIN_QUIET_S = 5.0
 #: Seconds in a minute and in an hour, for :func:`duration`.
 MINUTE, HOUR = 60, 3600

@@ -1,4 +1,4 @@
-"""Folder summaries: one line per folder, one more per file whose calibration differs, each folder once."""
+"""Folder summaries: one line per folder, one more per file whose calibration differs, each file once."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_files_that_differ_are_named_up_to_a_bound():
     assert lines[-1] == "syn/raw: 5 more files differ from the others (unisp -v describes every file)"
 
 
-def test_log_summary_groups_by_folder_and_says_each_folder_once_inside_a_block(caplog):
+def test_log_summary_groups_by_folder_and_describes_each_file_once_inside_a_block(caplog):
     elsewhere = RawFrame(np.zeros((4, 4), np.uint16), "BGGR", (0,) * 4, 255, path=Path("other/z.png"))
     frames = [frame("a.png"), elsewhere, frame("b.png")]
     with caplog.at_level(logging.INFO, logger="unisp.raw.summary"):
@@ -74,9 +74,13 @@ def test_log_summary_groups_by_folder_and_says_each_folder_once_inside_a_block(c
         assert [r.getMessage().split(":")[:2] for r in caplog.records] == [["training", " syn/raw"], ["training", " other/z.png"]]
         caplog.clear()
         with each_summary_once():
-            log_summary(frames[:1], "validation")
-            log_summary(frames, "report")  # syn/raw again, the same calibration: only other/ is new
+            log_summary(frames[:2], "training")
+            log_summary(frames[2:], "validation")  # another file of syn/raw: described
+            log_summary(frames, "report")  # every file described already, as read then
+            log_summary([frame("a.png", black=(60,) * 4)], "again")  # read with another black level
         assert [r.getMessage() for r in caplog.records] == [
-            "validation: syn/raw/a.png: 32×24 RGGB, black 64, white 1023, as-shot white balance, colour matrix [metadata]",
-            "report: other/z.png: 4×4 BGGR, black 0, white 255, white balance unknown, colour matrix identity [assumed]",
+            "training: syn/raw/a.png: 32×24 RGGB, black 64, white 1023, as-shot white balance, colour matrix [metadata]",
+            "training: other/z.png: 4×4 BGGR, black 0, white 255, white balance unknown, colour matrix identity [assumed]",
+            "validation: syn/raw/b.png: 32×24 RGGB, black 64, white 1023, as-shot white balance, colour matrix [metadata]",
+            "again: syn/raw/a.png: 32×24 RGGB, black 60, white 1023, as-shot white balance, colour matrix [metadata]",
         ]

@@ -81,3 +81,16 @@ def test_training_builds_its_loader_once_and_reads_each_file_once(tiny_set, tmp_
         return [r["loss/total"] for r in RunDir(tmp_path / run).metrics() if "loss/total" in r]
 
     assert losses("workers") == pytest.approx(losses("main"), rel=1e-5)
+
+
+def test_resume_with_a_worker_is_exact(tiny_set, tmp_path):
+    loop.train(recipe(tiny_set, workers=1), tmp_path / "full")
+    part = recipe(tiny_set, workers=1)
+    part.steps, part.ckpt_every = 3, 3  # stopped in the middle of epoch 1
+    loop.train(part, tmp_path / "part")
+    loop.train(load_config(TrainConfig, RunDir(tmp_path / "part").config_path(), ["steps=6"]), tmp_path / "part", resume=True)
+
+    def losses(run: str) -> list[float]:
+        return [r["loss/total"] for r in RunDir(tmp_path / run).metrics() if "loss/total" in r]
+
+    assert losses("part") == losses("full")

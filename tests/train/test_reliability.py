@@ -148,13 +148,15 @@ def inject_nan(monkeypatch, calls: dict[int, str]) -> None:
     monkeypatch.setattr(Objective, "generator_terms", patched)
 
 
-def test_nan_steps_are_skipped_and_persistent_ones_roll_back(tiny_set, tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("workers", [0, 1])  # 1: the rollback restarts the one, persistent, worker's pass
+def test_nan_steps_are_skipped_and_persistent_ones_roll_back(tiny_set, tmp_path, monkeypatch, caplog, workers):
     # Step 4: one NaN loss (skipped). Steps 15-17: NaN gradients three times in a row
     # (= nan_patience): back to the step-10 checkpoint with the learning rates × 0.25, and on.
     inject_nan(monkeypatch, {4: "loss", 15: "gradient", 16: "gradient", 17: "gradient"})
     run = tmp_path / "run"
+    config = recipe(tiny_set, steps=25, ckpt_every=10, nan_patience=3, nan_lr_factor=0.25, **{"data.workers": workers})
     with caplog.at_level(logging.WARNING, logger="unisp.train"):
-        summary = train(recipe(tiny_set, steps=25, ckpt_every=10, nan_patience=3, nan_lr_factor=0.25), run)
+        summary = train(config, run)
     model, _ = load_model(run / "model.safetensors")
     assert all(torch.isfinite(p).all() for p in model.state_dict().values())
     assert summary["skipped_steps"] == 4 and summary["rollbacks"] == 1 and summary["steps"] == 25

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from unisp.errors import UnispError
 from unisp.fileio import read_rgb
+from unisp.isp.awb import balance_input, input_gains
 from unisp.isp.blc import normalize
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render
 from unisp.raw.bayer import pack
@@ -70,6 +71,8 @@ class RawPatches(Dataset):
         isp: the classical render X̂.
         flips: random Bayer-safe horizontal and vertical flips.
         seed: base seed.
+        input_wb: what ``raw`` is white-balanced with (:func:`unisp.isp.awb.input_gains`); the
+            target is rendered from the unbalanced planes, as ever.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class RawPatches(Dataset):
         isp: ISPConfig = TRAINING_TARGET,
         flips: bool = True,
         seed: int = 0,
+        input_wb: str = "none",
     ) -> None:
         if size < 2 or size % 2:
             raise UnispError(f"patch size must be a positive even number, got {size}")
@@ -92,6 +96,7 @@ class RawPatches(Dataset):
             raise UnispError(f"{len(rgb_files)} RGB targets for {count} RAW files")
         self.frames, self.count, self.size, self.samples = frames, count, size, samples
         self.rgb_files, self.isp, self.flips, self.seed = rgb_files, isp, flips, seed
+        self.input_wb = input_wb
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -136,7 +141,8 @@ class RawPatches(Dataset):
         planes = normalize(planes[None], frame.black_level, frame.white_level)
         gains = None if frame.wb_gains is None else torch.tensor(frame.wb_gains)
         matrix = None if frame.cam_to_srgb is None else torch.from_numpy(frame.cam_to_srgb).float()
-        item = {"raw": planes[0], "target": render(planes, frame.cfa, wb_gains=gains, cam_to_srgb=matrix, config=self.isp)[0]}
+        raw = balance_input(planes[0], input_gains(frame, self.input_wb))
+        item = {"raw": raw, "target": render(planes, frame.cfa, wb_gains=gains, cam_to_srgb=matrix, config=self.isp)[0]}
         if self.rgb_files is not None:
             rgb = check_alignment(self.rgb_files[i], read_rgb(self.rgb_files[i]), frame)
             item["aligned"] = bayer_safe_crop(rgb, top, left, self.size, hflip, vflip).contiguous()

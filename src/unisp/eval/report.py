@@ -50,6 +50,7 @@ from unisp.eval.evaluate import FORMATS, HIGHER_IS_BETTER, LABELS, evaluate_imag
 from unisp.eval.plots import line_chart
 from unisp.eval.report_html import CropSet, ExportEntry, ModelCard, Page, Table, render_html
 from unisp.fileio import list_images, quantize, read_rgb, write_text
+from unisp.isp.awb import lacks_input_gains, warn_lacking_gains
 from unisp.isp.orientation import apply_orientation
 from unisp.isp.pipeline import ISPConfig, render_frame
 from unisp.losses.criterion import ADVERSARIAL_TERMS
@@ -257,7 +258,7 @@ def gather_training(folder: Path, page: Page, data: Path | None, gt: Path | None
             from unisp.train.loop import target_config
 
             methods[STAGE1_TARGET] = lambda frame: render_frame(frame, target_config(config))
-        scenes = render_scenes(files[:max_images], gt_dir, read, methods, page)
+        scenes = render_scenes(files[:max_images], gt_dir, read, methods, page, input_wb=model.input_wb)
         target = GROUND_TRUTH if gt_dir is not None else STAGE1_TARGET if STAGE1_TARGET in methods else None
         add_crops(page, "Crops", scenes, target, source)
         if target is not None:
@@ -319,9 +320,11 @@ def gather_demo(folder: Path, page: Page, data: Path | None, gt: Path | None, ma
 
         raw_dir, gt_dir = data_dirs(data, gt) if data else (folder / "data" / "test" / "raw", folder / "data" / "test" / "rgb")
         methods: dict[str, Render] = {f"{CLASSICAL} ({DEMO_METHODS[-1]})": classical(DEMO_METHODS[-1])}
-        methods.update({name: tiled(_load(path)[0]) for name, path in stages.items()})
+        models = {name: _load(path)[0] for name, path in stages.items()}
+        methods.update({name: tiled(model) for name, model in models.items()})
         read = functools.partial(read_raw, options=options)
-        scenes = render_scenes(find_raw_files(raw_dir)[:max_images], gt_dir, read, methods, page)
+        input_wb = "as_shot" if any(m.input_wb == "as_shot" for m in models.values()) else "none"
+        scenes = render_scenes(find_raw_files(raw_dir)[:max_images], gt_dir, read, methods, page, input_wb=input_wb)
         target = GROUND_TRUTH if gt_dir is not None else None
         add_crops(page, "Crops: held-out images", scenes, target, f"RAW files from {raw_dir}" + (f", ground truth {gt_dir}" if gt_dir else ""))
 
@@ -393,21 +396,28 @@ def tiled(model: torch.nn.Module) -> Render:
 
 
 def render_scenes(
-    files: Sequence[Path], gt_dir: Path | None, read: Callable[[Path], RawFrame], methods: dict[str, Render], page: Page
+    files: Sequence[Path],
+    gt_dir: Path | None,
+    read: Callable[[Path], RawFrame],
+    methods: dict[str, Render],
+    page: Page,
+    input_wb: str = "none",
 ) -> list[tuple[str, dict[str, torch.Tensor]]]:
     """Each file (read with ``read``) through each method, plus its ground truth; every image turned upright per the file.
 
     A file that cannot be read, or whose ground truth is missing or of another size, is noted on
     the page; the ground-truth panel is then left out (the others are kept). What the files read
-    hold is logged (one line per folder).
+    hold is logged (one line per folder), and, when a model's input is white-balanced as shot
+    (``input_wb``), how many lacked the white balance (one warning).
     """
     truths = {p.stem: p for p in list_images(gt_dir)} if gt_dir is not None else {}
     scenes = []
-    read_facts = []
+    read_facts, lacking_gains = [], []
     for path in files:
         try:
             frame = read(path)
             read_facts.append(FrameFacts.of(frame))
+            lacking_gains.append(lacks_input_gains(frame, input_wb))
             panels = {label: fn(frame) for label, fn in methods.items()}
         except UnispError as e:
             page.notes.append(f"{path}: not shown ({e})")
@@ -418,7 +428,8 @@ def render_scenes(
             except UnispError as e:
                 page.notes.append(str(e))
         scenes.append((path.stem, {k: apply_orientation(v, frame.orientation) for k, v in panels.items()}))
-    log_summary(read_facts, "report")
+    log_summary(read_facts, "report crops")
+    warn_lacking_gains(sum(lacking_gains), len(lacking_gains), "files shown in the report")
     return scenes
 
 

@@ -39,6 +39,7 @@ from torch import Tensor
 from unisp.errors import UnispError
 from unisp.eval.metrics import SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, srgb_to_lab
 from unisp.fileio import list_images, read_rgb, write_text
+from unisp.isp.awb import lacks_input_gains, warn_lacking_gains
 from unisp.isp.pipeline import ISPConfig, render_frame
 from unisp.losses.backbones import FrozenBackbones, build_backbones
 from unisp.losses.colour import colour_features, gaussian_blur
@@ -460,8 +461,11 @@ def select_checkpoint(
             raise UnispError(f"{key} must be a positive integer, got {value!r}")
     checkpoints = find_checkpoints(run_dir)
     last = checkpoints[-1][1]
-    trained = input_options(last, load_model(last)[1], options or RawOptions())
+    last_model, last_header = load_model(last)
+    trained = input_options(last, last_header, options or RawOptions())
     frames = validation_frames(run_dir, data, layout, max_images, trained)  # bad input fails before backbones load
+    lacking = sum(lacks_input_gains(f, last_model.input_wb) for f in frames)
+    warn_lacking_gains(lacking, len(frames), "files scored")
     small = [f.path or "frame" for f in frames if min(f.height, f.width) < SSIM_WINDOW]
     if small:
         raise UnispError(f"{small[0]}: smaller than the {SSIM_WINDOW}-px SSIM window of the content term")

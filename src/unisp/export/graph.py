@@ -20,6 +20,13 @@ and itself packs it for the baked-in CFA pattern, subtracts the baked-in per-pla
 and divides by ``white − black_c``: the same formula as :func:`unisp.isp.blc.normalize`. Inputs
 are clamped to [0, 1] after normalisation (as :func:`unisp.process.run_tiled` does) and outputs
 to [0, 1] (as inference always does).
+
+A model trained with ``data.input_wb=as_shot`` takes planes white-balanced by the file's as-shot
+gains (:func:`unisp.isp.awb.input_gains`). With ``inside`` packing its graph has a second input,
+``wb_gains`` ``(N, 3)``: the as-shot ``(R, G, B)`` multipliers (a phone's AWB result, unisp's
+``RawFrame.wb_gains``); the graph normalises them to green and applies them after the black/white
+normalisation and clipping, then clips again. With ``outside`` packing the caller white-balances
+the planes (and clips them) before feeding them; the graph is the plain generator.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import torch
 from torch import nn
 
 from unisp.errors import ConfigError, UnispError
+from unisp.isp.awb import PLANE_TO_GAIN
 from unisp.models.base import check_input_size
 from unisp.raw.bayer import CFA, unpack
 from unisp.raw.frame import RawFrame, Source
@@ -44,6 +52,27 @@ PACKINGS: tuple[str, ...] = ("outside", "inside")
 LAYOUTS: tuple[str, ...] = ("nchw", "nhwc")
 #: Arithmetic the network body may run in (the normalisation always runs in float32).
 COMPUTE_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16)
+#: Name of the as-shot gains input of an ``inside`` graph of an ``as_shot`` model.
+GAINS_NAME = "wb_gains"
+
+
+def check_input_wb(model: nn.Module, packing: str, precision: str, format: str) -> None:
+    """Refuse the exports of a model with a white-balanced input (``input_wb`` as_shot) not yet supported:
+    int8 (its calibration crops are not balanced) and a TFLite file with ``inside`` packing (two inputs).
+
+    Raises:
+        ConfigError: one line naming what is not yet supported.
+    """
+    mode = getattr(model, "input_wb", "none")
+    if mode == "none":
+        return
+    if precision == "int8":
+        raise ConfigError(f"int8 export of a model whose input is white-balanced (input_wb {mode}) is not yet supported")
+    if format == "tflite" and packing == "inside":
+        raise ConfigError(
+            f"TFLite export with --packing inside of a model whose input is white-balanced (input_wb {mode}) is not "
+            "yet supported; use --packing outside (the caller white-balances the planes) or --format onnx"
+        )
 
 
 @dataclass(frozen=True)
@@ -139,6 +168,9 @@ class ExportGraph(nn.Module):
         compute_dtype: dtype of the network body (``torch.float16`` for an fp16 export); input,
             output and normalisation stay float32.
 
+    An ``inside`` graph of a model whose ``input_wb`` is ``as_shot`` takes a second input, the
+    ``(N, 3)`` as-shot gains (:attr:`takes_gains`; see the module docstring).
+
     Example:
         >>> from unisp.models.registry import build_model
         >>> graph = ExportGraph(build_model("efficient_isp"), layout="nhwc")
@@ -165,6 +197,9 @@ class ExportGraph(nn.Module):
         if packing == "inside" and sensor is None:
             raise ConfigError("packing='inside' needs the sensor's CFA, black and white levels (sensor=...)")
         self.packing, self.layout, self.sensor, self.compute_dtype = packing, layout, sensor, compute_dtype
+        self.input_wb = getattr(model, "input_wb", "none")
+        #: Whether the graph takes the as-shot gains as a second input (and white-balances its input).
+        self.takes_gains = packing == "inside" and self.input_wb == "as_shot"
         self.model = copy.deepcopy(model).to(device="cpu", dtype=compute_dtype).eval()
         self.model.requires_grad_(False)
         if sensor is not None and packing == "inside":
@@ -173,14 +208,21 @@ class ExportGraph(nn.Module):
             self.register_buffer("span", sensor.white - black)
             self.offsets = sensor.cfa.offsets
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: the input of this graph's contract. Returns: sRGB in [0, 1] in this graph's layout."""
+    def forward(self, x: torch.Tensor, gains: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: the input of this graph's contract, and with :attr:`takes_gains` the ``(N, 3)``
+        as-shot ``(R, G, B)`` gains. Returns: sRGB in [0, 1] in this graph's layout."""
         if self.layout == "nhwc":
             x = x.permute(0, 3, 1, 2)
         if self.packing == "inside":
             x = torch.cat([x[:, :, r::2, c::2] for r, c in self.offsets], dim=1)
             x = (x - self.black) / self.span
-        x = x.clamp(0.0, 1.0).to(self.compute_dtype)
+        x = x.clamp(0.0, 1.0)
+        if self.takes_gains:
+            if gains is None:
+                raise UnispError(f"this graph white-balances its input: give the as-shot gains ({GAINS_NAME}, (N, 3))")
+            per_plane = (gains / gains[:, 1:2])[:, list(PLANE_TO_GAIN)]  # (R, G, B) → (R/G, 1, 1, B/G)
+            x = (x * per_plane[:, :, None, None]).clamp(0.0, 1.0)
+        x = x.to(self.compute_dtype)
         y = self.model(x).to(torch.float32).clamp(0.0, 1.0)
         return y.permute(0, 2, 3, 1) if self.layout == "nhwc" else y
 
@@ -189,6 +231,16 @@ class ExportGraph(nn.Module):
         return "raw" if self.packing == "inside" else "packed"
 
     output_name = "rgb"
+
+    @property
+    def input_names(self) -> list[str]:
+        """The graph's input names: the image's, then with :attr:`takes_gains` :data:`GAINS_NAME`."""
+        return [self.input_name, GAINS_NAME] if self.takes_gains else [self.input_name]
+
+    def example_inputs(self, height: int, width: int) -> tuple[torch.Tensor, ...]:
+        """Zero image input for a full-resolution ``height × width`` (and unit gains when it takes them)."""
+        image = torch.zeros(self.input_shape(height, width))
+        return (image, torch.ones(1, 3)) if self.takes_gains else (image,)
 
     def input_shape(self, height: int | str = "H", width: int | str = "W", batch: int | str = 1) -> tuple:
         """The input shape for a full-resolution ``height × width`` image (symbolic names allowed)."""
@@ -202,8 +254,18 @@ class ExportGraph(nn.Module):
     def describe_input(self) -> str:
         """One line stating the input contract (stored in exported files' metadata)."""
         shape = "[" + ", ".join(str(s) for s in self.input_shape(batch="N")) + "]"
+        if self.takes_gains:
+            return (
+                f"RAW mosaic {shape} float32 in sensor units, and {GAINS_NAME} [N, 3] float32: the as-shot (R, G, B) "
+                f"white-balance multipliers, applied after normalisation; baked in: {self.sensor.describe()}"
+            )
         if self.packing == "inside":
             return f"RAW mosaic {shape} float32 in sensor units; baked in: {self.sensor.describe()}"
+        if self.input_wb == "as_shot":
+            return (
+                f"packed Bayer (R, Gr, Gb, B) {shape} float32 in [0, 1], white-balanced by the as-shot gains "
+                "normalised to green (R × r/g, B × b/g) and clipped to [0, 1] by the caller"
+            )
         return f"packed Bayer (R, Gr, Gb, B) {shape} float32 in [0, 1]"
 
     def describe_output(self) -> str:

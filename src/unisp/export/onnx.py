@@ -39,7 +39,7 @@ from torch import nn
 
 from unisp import __version__
 from unisp.errors import UnispError
-from unisp.export.graph import ExportGraph, SensorCalibration, check_input, check_model_shape
+from unisp.export.graph import ExportGraph, SensorCalibration, check_input, check_input_wb, check_model_shape
 from unisp.export.parity import verify_and_write
 from unisp.export.threads import check_threads
 from unisp.raw.frame import RawFrame
@@ -94,6 +94,7 @@ def export_onnx(
     from unisp.export.quantize import INT8_SCHEME, calibration_crops, export_inputs, quantize_int8
 
     out = Path(out)
+    check_input_wb(model, packing, precision, "onnx")
     frames, sensor = export_inputs(precision, calib, packing, sensor)
     if shape is not None:
         check_model_shape(model, shape)
@@ -124,22 +125,23 @@ def export_onnx(
 
 
 def to_onnx(graph: ExportGraph, shape: tuple[int, int] | None) -> Any:
-    """``graph`` as an ``onnx.ModelProto``: fixed input shape for ``shape``, else dynamic height and width."""
+    """``graph`` as an ``onnx.ModelProto``: fixed input shape for ``shape``, else dynamic height and width
+    (a second input, the as-shot gains, has the fixed shape ``(1, 3)``)."""
     height, width = shape or TRACE_SIZE
-    example = torch.zeros(graph.input_shape(height, width))
+    example = graph.example_inputs(height, width)
     dynamic = None
     if shape is None:
         h_axis, w_axis = (2, 3) if graph.layout == "nchw" else (1, 2)
         h, w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
         if graph.packing == "inside":  # the mosaic is whole 2×2 tiles: declare its sizes even
             h, w = 2 * h, 2 * w
-        dynamic = {"x": {h_axis: h, w_axis: w}}
+        dynamic = {"x": {h_axis: h, w_axis: w}, **({"gains": None} if graph.takes_gains else {})}
     with warnings.catch_warnings(), quiet_loggers(EXPORTER_LOGGERS):
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracing chatter
         try:
             program = torch.onnx.export(
-                graph.eval(), (example,), None, dynamo=True, opset_version=ONNX_OPSET, external_data=False,
-                input_names=[graph.input_name], output_names=[graph.output_name], dynamic_shapes=dynamic,
+                graph.eval(), example, None, dynamo=True, opset_version=ONNX_OPSET, external_data=False,
+                input_names=graph.input_names, output_names=[graph.output_name], dynamic_shapes=dynamic,
                 verbose=False,
             )
         except Exception as e:  # noqa: BLE001 - the exporter raises many types; say which model failed
@@ -181,6 +183,7 @@ def set_metadata(proto: Any, graph: ExportGraph, **fields: str) -> None:
         "output": graph.describe_output(),
         "packing": graph.packing,
         "layout": graph.layout,
+        "input_wb": graph.input_wb,
         "unisp_version": __version__,
         **fields,
     }
@@ -212,8 +215,8 @@ class OnnxRunner:
         source: the ``.onnx`` file (or its bytes).
         threads: intra-op threads (``None``: ONNX Runtime's default, one per physical core).
 
-    Calling it with a torch tensor or a NumPy array in the file's input contract returns the output
-    of the same kind. For files unisp wrote, the input is checked against the contract recorded
+    Calling it with a torch tensor or a NumPy array in the file's input contract (and, for a file
+    with a second input, the ``(N, 3)`` as-shot gains) returns the output of the same kind. For files unisp wrote, the input is checked against the contract recorded
     in the file (rank, channels, even mosaic sizes) first, with a one-line error.
 
     Example:
@@ -237,7 +240,8 @@ class OnnxRunner:
         except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own exception types
             raise UnispError(f"{name}: cannot load ONNX model ({' '.join(str(e).split())[:300]})") from None
         self.name = name
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_name = self.input_names[0]
         self.metadata = {
             k[len(META_PREFIX) :]: v
             for k, v in self.session.get_modelmeta().custom_metadata_map.items()
@@ -245,15 +249,21 @@ class OnnxRunner:
         }
         self.runtime = f"onnxruntime {ort.__version__} {PROVIDER}"
 
-    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-        """Args: the input (float). Returns: the output, a torch tensor for torch input, else an array."""
+    def __call__(self, x: torch.Tensor | np.ndarray, gains: torch.Tensor | np.ndarray | None = None) -> torch.Tensor | np.ndarray:
+        """Args: the input (float), and the as-shot gains for a file that takes them. Returns: the
+        output, a torch tensor for torch input, else an array."""
         is_torch = isinstance(x, torch.Tensor)
         array = x.detach().cpu().numpy() if is_torch else np.asarray(x)
         if "packing" in self.metadata:
             check_input(array.shape, self.metadata["packing"], self.metadata["layout"])
-        array = np.ascontiguousarray(array, dtype=np.float32)
+        feeds = {self.input_name: np.ascontiguousarray(array, dtype=np.float32)}
+        if (gains is None) != (len(self.input_names) == 1):
+            raise UnispError(f"{self.name}: takes the inputs {', '.join(self.input_names)}")
+        if gains is not None:
+            gains = gains.detach().cpu().numpy() if isinstance(gains, torch.Tensor) else np.asarray(gains)
+            feeds[self.input_names[1]] = np.ascontiguousarray(gains, dtype=np.float32)
         try:
-            (y,) = self.session.run(None, {self.input_name: array})
+            (y,) = self.session.run(None, feeds)
         except Exception as e:  # noqa: BLE001 - e.g. a shape a fixed-shape file does not take
             raise UnispError(f"{self.name}: ONNX Runtime cannot run this input ({' '.join(str(e).split())[:300]})") from None
         return torch.from_numpy(y) if is_torch else y

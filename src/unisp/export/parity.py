@@ -59,10 +59,18 @@ class ParityError(UnispError):
 
 @dataclass
 class Sample:
-    """One parity input: a name and canonical packed planes ``(1, 4, h, w)`` in [0, 1]."""
+    """One parity input: a name, canonical packed planes ``(1, 4, h, w)`` in [0, 1], and the
+    ``(1, 3)`` as-shot ``(R, G, B)`` gains of its frame (ones when it has none), fed to a graph
+    that takes them (:attr:`ExportGraph.takes_gains`)."""
 
     name: str
     packed: torch.Tensor
+    gains: torch.Tensor = field(default_factory=lambda: torch.ones(1, 3))
+
+
+def frame_gains(frame: RawFrame) -> torch.Tensor:
+    """``(1, 3)`` as-shot gains of ``frame``, ones when it records none."""
+    return torch.ones(1, 3) if frame.wb_gains is None else torch.tensor([frame.wb_gains], dtype=torch.float32)
 
 
 def fit(packed: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -110,7 +118,7 @@ def synthetic_samples(shape: tuple[int, int] | None = None, count: int = len(SYN
     for i, (h, w) in enumerate(sample_sizes(shape, count)):
         name = SYNTHETIC_PHOTOS[i % len(SYNTHETIC_PHOTOS)]
         frame, _ = synthesize_image(photos[name], image_generator(SYNTHETIC_SEED, i))
-        samples.append(Sample(f"synthetic:{name}", fit(frame.normalized(), h, w)[None]))
+        samples.append(Sample(f"synthetic:{name}", fit(frame.normalized(), h, w)[None], frame_gains(frame)))
     return tuple(samples)
 
 
@@ -119,7 +127,7 @@ def frame_samples(frames: Sequence[RawFrame], shape: tuple[int, int] | None = No
     samples = []
     for frame, (h, w) in zip(frames, sample_sizes(shape, len(frames))):
         name = frame.path.name if frame.path is not None else f"frame{len(samples)}"
-        samples.append(Sample(name, fit(frame.normalized(), h, w)[None]))
+        samples.append(Sample(name, fit(frame.normalized(), h, w)[None], frame_gains(frame)))
     return samples
 
 
@@ -227,7 +235,8 @@ def measure_parity(
     """Run the exported file and the float32 PyTorch graph on the same samples and compare.
 
     Args:
-        run: the exported file's runner: this graph's input (a torch tensor) → its output.
+        run: the exported file's runner: this graph's inputs (torch tensors: the image, and the
+            sample's gains when the graph takes them) → its output.
         graph: the float32 :class:`ExportGraph` the file was exported from (same packing and layout).
         samples: canonical packed inputs; each is converted with :meth:`ExportGraph.to_graph_input`.
         meta: the other :class:`ParityReport` fields (``file``, ``format``, ``precision``, ``shape``,
@@ -242,9 +251,9 @@ def measure_parity(
         raise UnispError("the parity reference must be the float32 graph")
     rows = []
     for sample in samples:
-        x = graph.to_graph_input(sample.packed)
-        want = graph.from_graph_output(graph(x)).double()
-        got = graph.from_graph_output(torch.as_tensor(run(x))).double()
+        inputs = (graph.to_graph_input(sample.packed), *((sample.gains,) if graph.takes_gains else ()))
+        want = graph.from_graph_output(graph(*inputs)).double()
+        got = graph.from_graph_output(torch.as_tensor(run(*inputs))).double()
         if got.shape != want.shape:
             raise UnispError(f"exported model returned shape {tuple(got.shape)}, PyTorch {tuple(want.shape)}")
         rows.append(

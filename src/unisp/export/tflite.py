@@ -55,7 +55,7 @@ from torch import nn
 
 from unisp import __version__
 from unisp.errors import ConfigError, UnispError
-from unisp.export.graph import LAYOUTS, ExportGraph, SensorCalibration, check_input, check_model_shape
+from unisp.export.graph import LAYOUTS, ExportGraph, SensorCalibration, check_input, check_input_wb, check_model_shape
 from unisp.export.parity import fit, verify_and_write
 from unisp.export.threads import check_threads
 from unisp.raw.frame import RawFrame
@@ -157,6 +157,7 @@ def export_tflite(
     if shape is None:
         raise ConfigError(DYNAMIC_UNSUPPORTED)
     check_model_shape(model, shape)
+    check_input_wb(model, packing, precision, "tflite")
     require_mobile()
     frames, sensor = export_inputs(precision, calib, packing, sensor)
     reference = ExportGraph(model, packing, layout, sensor=sensor)
@@ -173,6 +174,7 @@ def export_tflite(
     data = set_metadata(
         data,
         input=reference.describe_input(), output=reference.describe_output(), packing=packing, layout=layout,
+        input_wb=reference.input_wb,
         precision=precision, shape=shape_text, model=getattr(model, "name", ""), unisp_version=__version__,
         **({"sensor": {"cfa": sensor.cfa.value, "black": sensor.black, "white": sensor.white}} if packing == "inside" else {}),
     )

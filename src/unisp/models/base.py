@@ -63,9 +63,14 @@ class Generator(nn.Module):
     Attributes:
         name: the registry name (see :mod:`unisp.models.registry`).
         clamp_output: clamp ``forward``'s output to [0, 1] (off for training).
+        input_wb: what its input is white-balanced with before it (``data.input_wb``, a model
+            file's ``input_wb``; :func:`unisp.isp.awb.input_gains`): ``"none"`` or ``"as_shot"``.
+            :func:`unisp.process.run_tiled` applies it; ``forward`` takes planes already balanced.
     """
 
     name: str = ""
+    #: The paper's input: planes as normalised (a model file without ``input_wb`` has this).
+    input_wb: str = "none"
     #: Packed pixels of context each output pixel depends on, on each side; ``None`` when the
     #: network pools globally (its output then depends on the whole image and cannot be tiled exactly).
     receptive_radius: int | None = None

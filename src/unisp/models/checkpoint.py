@@ -24,6 +24,7 @@ import torch
 from unisp import __version__
 from unisp.errors import ConfigError, UnispError
 from unisp.fileio import read_input_bytes, write_bytes
+from unisp.isp.awb import INPUT_WB_MODES
 from unisp.models.base import Generator
 from unisp.models.reference import REFERENCE_WHITE, load_reference, reference_adaptation
 from unisp.models.registry import MODEL_FILE_MAX_BYTES, MODEL_NAMES, build_model, count_parameters
@@ -75,6 +76,7 @@ _FIELD_TYPES: dict[str, type] = {
     "source": dict,
     "channel_adaptation": str,
     "raw_input": dict,
+    "input_wb": str,
 }
 #: How messages name the JSON types of :data:`_FIELD_TYPES`.
 _TYPE_NAMES: dict[type, str] = {dict: "an object", str: "a string", bool: "true or false", int: "an integer"}
@@ -89,7 +91,8 @@ def save_model(path: str | Path, model: Generator, *, name: str, meta: dict[str,
         name: its registry name (checked against the weights).
         meta: extra header fields, JSON-serialisable: e.g. ``{"training": {...summary...}}``, or
             ``{"raw_input": options.to_dict()}`` (validated here as on loading, see
-            :func:`recorded_options`); may override ``normalisation``/``black_white``/
+            :func:`recorded_options`); ``model.input_wb`` is recorded as ``input_wb`` when not
+            ``"none"``; may override ``normalisation``/``black_white``/
             ``clamp_at_inference``/``training`` but not the architecture fields.
 
     Returns:
@@ -101,6 +104,10 @@ def save_model(path: str | Path, model: Generator, *, name: str, meta: dict[str,
     if clash:
         raise UnispError(f"{path}: meta may not set reserved header fields {clash}")
     recorded_options(path, meta)
+    input_wb = getattr(model, "input_wb", "none")
+    if input_wb != "none":  # absent means "none": files from before input_wb read the same
+        meta.setdefault("input_wb", input_wb)
+    recorded_input_wb(path, meta)
     kwargs = dict(getattr(model, "model_kwargs", {}))
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     _check_fits(path, name, kwargs, state)
@@ -144,7 +151,8 @@ def load_model(path: str | Path) -> tuple[Generator, dict[str, Any]]:
         path: a ``.safetensors`` file written by :func:`save_model`.
 
     Returns:
-        ``(model, header)``: the generator in eval mode and the parsed JSON header.
+        ``(model, header)``: the generator in eval mode, its ``input_wb`` set from the header
+        (``"none"`` when absent), and the parsed JSON header.
 
     Raises:
         UnispError: naming the file, for a ``.pth`` pickle (convert it with ``unisp import-reference``),
@@ -171,6 +179,7 @@ def load_model(path: str | Path) -> tuple[Generator, dict[str, Any]]:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise UnispError(f"{path}: weights do not fit model {header['model']!r} ({' '.join(str(e).split())[:400]})") from None
+    model.input_wb = recorded_input_wb(path, header)
     return model.eval(), header
 
 
@@ -227,6 +236,7 @@ def _parse_header(path: Path, data: bytes) -> dict[str, Any]:
     _check_version(path, header.get("format_version", 0))
     _check_field_types(path, header)
     recorded_options(path, header)
+    recorded_input_wb(path, header)
     return header
 
 
@@ -296,6 +306,20 @@ def recorded_options(path: str | Path, header: dict[str, Any]) -> RawOptions:
         return RawOptions.from_mapping(header.get("raw_input", {}), name=lambda key: f"unisp header field raw_input.{key}")
     except ConfigError as e:
         raise UnispError(f"{path}: {e}") from None
+
+
+def recorded_input_wb(path: str | Path, header: dict[str, Any]) -> str:
+    """What a model file says its input is white-balanced with (``input_wb``; ``"none"`` when absent).
+
+    Raises:
+        UnispError: naming the file and the field, for a value not in :data:`~unisp.isp.awb.INPUT_WB_MODES`.
+    """
+    mode = header.get("input_wb", "none")
+    if mode not in INPUT_WB_MODES:
+        raise UnispError(
+            f"{path}: unisp header field input_wb must be one of {', '.join(INPUT_WB_MODES)}, got {reprlib.repr(mode)}"
+        )
+    return mode
 
 
 def input_options(path: str | Path, header: dict[str, Any], given: RawOptions) -> RawOptions:

@@ -42,8 +42,9 @@ logger = logging.getLogger(__name__)
 #: folder of mixed cameras should not print a line per file at the default level (``-v`` does).
 MAX_ODD_LINES = 10
 
-#: Summaries already logged in the current :func:`each_summary_once` block (None outside one).
-_logged: ContextVar[set[tuple] | None] = ContextVar("unisp_logged_summaries", default=None)
+#: ``(file, calibration)`` of every frame described in the current :func:`each_summary_once` block
+#: (None outside one).
+_described: ContextVar[set[tuple] | None] = ContextVar("unisp_described_frames", default=None)
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,7 @@ def summary_lines(facts: Sequence[FrameFacts], total: int | None = None) -> list
         where, files = _folder(facts), f"{number} RAW file{'s' if number != 1 else ''}{read}, "
     lines = [f"{where}: {files}{_sizes(facts)}{tagged(majority)}"]
     odd = [f for f in facts if f.calibration != majority]
-    for f in odd[:MAX_ODD_LINES]:
-        differs = [i for i, item in enumerate(f.calibration) if item != majority[i]]
-        others = f"{count} other file{'s' if count != 1 else ''} {'have' if count != 1 else 'has'}"
-        lines.append(f"{_name(f.path)}: {tagged([f.calibration[i] for i in differs])}, where {others} {tagged([majority[i] for i in differs])}")
+    lines += [_difference(f, majority, count) for f in odd[:MAX_ODD_LINES]]
     if len(odd) > MAX_ODD_LINES:
         lines.append(f"{where}: {len(odd) - MAX_ODD_LINES} more files differ from the others (unisp -v describes every file)")
     return lines
@@ -129,8 +127,8 @@ def summary_lines(facts: Sequence[FrameFacts], total: int | None = None) -> list
 def log_summary(frames: Iterable[RawFrame | FrameFacts], label: str = "", total: int | None = None) -> None:
     """Log the :func:`summary_lines` of each folder among ``frames`` at INFO, each line after ``label: ``.
 
-    Inside :func:`each_summary_once`, a folder already described with the same calibration (the same
-    usual one, and the same files differing from it) is not described again.
+    Inside :func:`each_summary_once`, a folder whose files were all described already, with the
+    same calibration, is not described again.
 
     Args:
         frames: frames (or their :class:`FrameFacts`) in any order; none logs nothing.
@@ -142,31 +140,41 @@ def log_summary(frames: Iterable[RawFrame | FrameFacts], label: str = "", total:
         facts = frame if isinstance(frame, FrameFacts) else FrameFacts.of(frame)
         by_folder.setdefault(None if facts.path is None else facts.path.parent, []).append(facts)
     prefix = f"{label}: " if label else ""
-    logged = _logged.get()
-    for folder, facts in by_folder.items():
-        majority, _ = _majority(facts)
-        key = (folder, majority, frozenset((f.path, f.calibration) for f in facts if f.calibration != majority))
-        if logged is not None:
-            if key in logged:
+    described = _described.get()
+    for facts in by_folder.values():
+        frames_read = {(f.path, f.calibration) for f in facts}
+        if described is not None:
+            if frames_read <= described:
                 continue
-            logged.add(key)
+            described |= frames_read
         for line in summary_lines(facts, total):
             logger.info("%s%s", prefix, line)
 
 
 @contextlib.contextmanager
 def each_summary_once() -> Iterator[None]:
-    """Inside the block (and blocks nested in it), :func:`log_summary` describes each folder once:
-    a command that reads a folder several times (``unisp demo`` trains twice on one folder, then
-    scores the held-out one again) says what it holds once."""
-    if _logged.get() is not None:
+    """Inside the block (and blocks nested in it), :func:`log_summary` describes each file once: a
+    command that reads files several times (``unisp demo`` trains twice on one folder, then scores
+    the held-out one again; ``unisp train`` shows validation files in its report) says what they
+    hold once, while files it had not described yet (a validation split of the training folder)
+    get their line."""
+    if _described.get() is not None:
         yield
         return
-    token = _logged.set(set())
+    token = _described.set(set())
     try:
         yield
     finally:
-        _logged.reset(token)
+        _described.reset(token)
+
+
+def _difference(facts: FrameFacts, majority: tuple[tuple[str, str], ...], count: int) -> str:
+    """``"FILE: black 60 [user], where 8 other files have black 64 [metadata]"``: the values of
+    ``facts`` that differ from the ``majority`` calibration, which ``count`` other files have."""
+    differs = [i for i, item in enumerate(facts.calibration) if item != majority[i]]
+    others = f"{count} other files have" if count != 1 else "1 other file has"
+    its, usual = tagged([facts.calibration[i] for i in differs]), tagged([majority[i] for i in differs])
+    return f"{_name(facts.path)}: {its}, where {others} {usual}"
 
 
 def _majority(facts: Sequence[FrameFacts]) -> tuple[tuple[tuple[str, str], ...], int]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
 from unisp.errors import ConfigError
+from unisp.isp.awb import InputWhiteBalance
 from unisp.isp.demosaic import DemosaicMethod
 from unisp.isp.pipeline import TransferCurve
 from unisp.losses.config import UnpairedLossConfig
@@ -60,6 +61,10 @@ class DataConfig:
             not given); they override the files' metadata and the camera file. None: not given.
         camera: a per-camera YAML file (``configs/cameras/*.yaml``) whose values are used under
             the keys above; empty = none.
+        input_wb: what the generator's input is white-balanced with: ``none`` (the paper: the
+            normalised planes) or ``as_shot`` (each file's as-shot gains normalised to green, then
+            clipped to [0, 1]; :func:`unisp.isp.awb.input_gains`). Recorded in the model files
+            (``input_wb``) and applied by every command that loads them.
 
     Every RAW file of the run (training, validation, ``unisp select`` and ``unisp report``) is read
     with these values; the model files record them (their header's ``raw_input``).
@@ -83,6 +88,7 @@ class DataConfig:
     height: Optional[int] = None
     bits: Optional[int] = None
     camera: str = ""
+    input_wb: InputWhiteBalance = "none"
 
     def recipe_options(self) -> RawOptions:
         """The RAW values the recipe's own keys give (``data.cfa`` … ``data.bits``), validated.

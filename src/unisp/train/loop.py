@@ -40,6 +40,7 @@ from unisp.data.unpaired import RGBPatches, UnpairedPatches
 from unisp.errors import ConfigError, UnispError
 from unisp.eval.metrics import psnr
 from unisp.fileio import list_images, read_rgb, write_text
+from unisp.isp.awb import balance_input, input_gains, lacks_input_gains, warn_lacking_gains
 from unisp.isp.grading import Grading, fit_grading
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
 from unisp.losses.dla import dla_backward, fixed_weight_backward
@@ -143,6 +144,7 @@ def build_dataset(config: TrainConfig, files: list[Path], read: Callable) -> Dat
         isp=target_config(config),
         flips=config.data.flips,
         seed=config.seed,
+        input_wb=config.data.input_wb,
     )
     if config.mode != "unpaired":
         return raw
@@ -199,13 +201,22 @@ def load_validation(config: TrainConfig, files: list[Path], read: Callable) -> t
 
 @torch.no_grad()
 def validate(model: Generator, frames: list[RawFrame], targets: list[torch.Tensor], name: str, device) -> dict[str, float]:
-    """Mean PSNR of the model's full-image output (clamped) against the targets."""
+    """Mean PSNR of the model's full-image output (clamped) against the targets; its input
+    white-balanced as ``model.input_wb`` says."""
     if not frames:
         return {}
     model.eval()
-    scores = [float(psnr(model.infer(f.normalized().unsqueeze(0).to(device)).cpu()[0], t)) for f, t in zip(frames, targets)]
+    planes = [balance_input(f.normalized(), input_gains(f, model.input_wb)) for f in frames]
+    scores = [float(psnr(model.infer(p.unsqueeze(0).to(device)).cpu()[0], t)) for p, t in zip(planes, targets)]
     model.train()
     return {name: float(np.mean(scores))}
+
+
+def warn_set_up_gains(mode: str, frames: list[RawFrame]) -> None:
+    """One warning when files read at set-up lack the as-shot white balance ``data.input_wb``
+    asks for: training patches of a file without it then go in unbalanced too."""
+    lacking = sum(lacks_input_gains(f, mode) for f in frames)
+    warn_lacking_gains(lacking, len(frames), "files read at set-up (the training files checked and the validation files)")
 
 
 def build_start_model(config: TrainConfig) -> tuple[Generator, str]:
@@ -377,9 +388,13 @@ def _train(
     train_files, val_files = split_files(config)
     check_raw_values(config, options, train_files, val_files)
     dataset = build_dataset(config, train_files, read)
-    log_summary(dataset.check(PREFLIGHT_FILES), "training", total=len(train_files))
+    checked = dataset.check(PREFLIGHT_FILES)
+    log_summary(checked, "training", total=len(train_files))
     val_frames, val_targets, val_name = load_validation(config, val_files, read) if ctx.main else ([], [], "")
+    if ctx.main:
+        warn_set_up_gains(config.data.input_wb, checked + val_frames)
 
+    model.input_wb = config.data.input_wb  # recorded in every model file the run writes
     model = model.to(device).train()
     distributed.broadcast_module_(model, ctx)
     grading = fit_colour_grading(config, train_files, read) if "graded" in active_terms(config) else None
