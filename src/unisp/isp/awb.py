@@ -105,9 +105,9 @@ def gray_world_gains(planes: torch.Tensor, saturation: float = SATURATION_LEVEL)
 def input_gains(frame: RawFrame, mode: str) -> torch.Tensor:
     """The per-plane gains a learned ISP's input is white-balanced with (``data.input_wb``).
 
-    The issue says the planes are "divided by the as-shot gains": the illuminant is divided out.
-    :attr:`~unisp.raw.frame.RawFrame.wb_gains` are the multipliers that do so (the inverse of the
-    illuminant's colour), so the planes are *multiplied* by them, normalised to green (a synthetic
+    The illuminant is divided out: :attr:`~unisp.raw.frame.RawFrame.wb_gains` are the multipliers
+    that do so (the inverse of the illuminant's colour, like the inverse of a DNG's AsShotNeutral),
+    so the planes are *multiplied* by them, normalised to green (a synthetic
     frame's gains hold its digital exposure gain in all three; only their ratios are white balance).
 
     Args:
