@@ -30,7 +30,7 @@ from unisp.isp.pipeline import TRAINING_TARGET, render_frame
 from unisp.losses.backbones import build_backbones
 from unisp.losses.content import content_view
 from unisp.models.checkpoint import load_model
-from unisp.process import run_tiled
+from unisp.models.tiled import run_tiled
 from unisp.raw.io import find_raw_files, read_raw
 
 #: Exposure change and blur of the edited renders: a visible tone change and a visible loss of detail.

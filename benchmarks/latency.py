@@ -9,9 +9,10 @@ linearised and mosaicked to 10-bit RGGB with black level 64) is written as a DNG
 comes from that read, and the same DNG is rendered by LibRaw (``rawpy.postprocess()``, AHD
 demosaicing, its default), so both sides start from the same file:
 
-* every backend of :func:`unisp.export.latency.run_latency` (PyTorch eager, torch.compile, ONNX
-  Runtime, TFLite with XNNPACK when the ``[mobile]`` extra is installed, the fused C++ kernel in
-  fp32 and, on CPUs with AVX512-BF16, in bf16 with its PSNR against eager fp32):
+* every backend of :func:`unisp.export.latency.run_latency` (:mod:`unisp.export.runtimes`: PyTorch
+  as ``torch``, torch.compile, ONNX Runtime, TFLite with XNNPACK when the ``[mobile]`` extra is
+  installed, the fused C++ kernel in fp32 and, on CPUs with AVX512-BF16, in bf16 with its PSNR
+  against torch fp32):
   median ms, MPix/s, GFLOP/s (2 FLOP per MAC) and that rate as a fraction of the sgemm rate
   measured in the same run;
 * an int8 ONNX export calibrated on the DNG itself (``--no-int8`` leaves it out): its latency in
@@ -45,16 +46,11 @@ import torch
 import torch.nn.functional as F
 from skimage import data as skdata
 
-from unisp.export.latency import (
-    BACKENDS,
-    DEFAULT_SIZE,
-    REDUCED_PRECISION,
-    load_generator,
-    machine_description,
-    parse_size,
-    run_latency,
-)
+from unisp.export.latency import DEFAULT_SIZE, machine_description, parse_size, run_latency
+from unisp.export.runtimes import NAMES as BACKENDS
+from unisp.export.runtimes import REDUCED_PRECISION
 from unisp.isp.pipeline import render_frame
+from unisp.models.checkpoint import load_generator
 from unisp.raw.bayer import CFA
 from unisp.raw.dng import write_dng
 from unisp.raw.io import read_raw
@@ -106,7 +102,7 @@ def main() -> None:
     height, width = parse_size(args.size)
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
-    model, model_file = load_generator(args.model)
+    model, _, model_file = load_generator(args.model)
     mp = height * width / 1e6
 
     print(f"command: python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}")
@@ -118,7 +114,7 @@ def main() -> None:
         dng = Path(tmp) / "calib" / "frame.dng"
         dng.parent.mkdir()
         write_dng(dng, synthetic_mosaic(height, width), CFA.RGGB, black_level=BLACK, white_level=WHITE,
-                  as_shot_neutral=(0.5, 1.0, 0.6), color_matrix=np.eye(3))
+                  as_shot_neutral=(0.5, 1.0, 0.6), colour_matrix=np.eye(3))
 
         def unisp_read():
             return read_raw(dng).normalized()[None]

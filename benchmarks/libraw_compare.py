@@ -43,7 +43,7 @@ from unisp.fileio import list_images, read_rgb, write_image, write_text
 from unisp.isp.demosaic import DEMOSAIC_METHODS
 from unisp.isp.pipeline import ISPConfig, render_frame
 from unisp.models.checkpoint import load_model
-from unisp.process import run_tiled
+from unisp.models.tiled import run_tiled
 from unisp.raw.bayer import crop_to_even
 from unisp.raw.dng import write_dng
 from unisp.raw.io import SRGB_TO_XYZ_D65, read_raw
@@ -100,7 +100,7 @@ def write_synthetic_dng(photo: torch.Tensor, path: Path, model: SensorModel) -> 
     xyz_to_camera = model.rgb2cam.numpy() @ np.linalg.inv(np.asarray(SRGB_TO_XYZ_D65))
     neutral = [1.0 / model.red_gain, 1.0, 1.0 / model.blue_gain]
     write_dng(path, frame.mosaic, frame.cfa, black_level=frame.black_level[0], white_level=int(frame.white_level),
-              as_shot_neutral=neutral, color_matrix=xyz_to_camera)
+              as_shot_neutral=neutral, colour_matrix=xyz_to_camera)
 
 
 def libraw_render(path: Path, adjust_maximum_thr: float) -> torch.Tensor:

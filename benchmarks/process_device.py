@@ -4,7 +4,7 @@
                                         [--repeats 4] [--model efficient_isp|M.safetensors]
 
 A synthetic 10-bit RGGB frame (``benchmarks/latency.py``'s, written as a DNG and read back by
-unisp) goes through :func:`unisp.process.run_tiled` on the CPU (the reference) and on
+unisp) goes through :func:`unisp.models.tiled.run_tiled` on the CPU (the reference) and on
 ``--device`` for each tile edge, as float output (``depth=None``) and as 8-bit output (what
 ``unisp process`` writes by default). Reported: the median wall time after one warm-up
 (synchronised), MPix/s, the largest float difference from the CPU run, how many 8-bit values
@@ -32,8 +32,9 @@ import torch
 from latency import BLACK, WHITE, synthetic_mosaic
 from unisp.device import resolve_device
 from unisp.errors import UnispError
-from unisp.export.latency import load_generator, machine_description, parse_size
-from unisp.process import run_tiled
+from unisp.export.latency import machine_description, parse_size
+from unisp.models.checkpoint import load_generator
+from unisp.models.tiled import run_tiled
 from unisp.raw.bayer import CFA
 from unisp.raw.dng import write_dng
 from unisp.raw.io import read_raw
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(e))
     mp = height * width / 1e6
     torch.manual_seed(0)
-    model, _ = load_generator(args.model)
+    model, _, _ = load_generator(args.model)
     model.eval()
 
     def sync() -> None:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="unisp-process-device-") as tmp:
         dng = Path(tmp) / "frame.dng"
         write_dng(dng, synthetic_mosaic(height, width), CFA.RGGB, black_level=BLACK, white_level=WHITE,
-                  as_shot_neutral=(0.5, 1.0, 0.6), color_matrix=np.eye(3))
+                  as_shot_neutral=(0.5, 1.0, 0.6), colour_matrix=np.eye(3))
         frame = read_raw(dng)
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU"

@@ -60,12 +60,12 @@ from unisp.config import load_config
 from unisp.demo import DemoSettings
 from unisp.errors import UnispError
 from unisp.eval.evaluate import ALL_METRICS, evaluate_images
-from unisp.eval.metrics import psnr
+from unisp.metrics import psnr
 from unisp.eval.select import select_checkpoint
 from unisp.fileio import list_images, read_rgb, write_image, write_text
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
 from unisp.models.checkpoint import load_model
-from unisp.process import run_tiled
+from unisp.models.tiled import run_tiled
 from unisp.raw.io import find_raw_files, read_raw
 from unisp.synth.camera import preset_ccm
 from unisp.synth.dataset import synthesize_folder

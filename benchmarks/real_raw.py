@@ -25,7 +25,7 @@ from unisp.fileio import quantize, write_bytes
 from unisp.isp.orientation import apply_orientation
 from unisp.isp.pipeline import ISPConfig, render_frame
 from unisp.models.checkpoint import load_model
-from unisp.process import run_tiled
+from unisp.models.tiled import run_tiled
 from unisp.raw.frame import RawFrame
 from unisp.raw.io import read_raw
 

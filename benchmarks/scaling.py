@@ -1,6 +1,6 @@
 """How cost scales: inference time vs megapixels per backend, training step time vs batch and patch size.
 
-    python benchmarks/scaling.py [--megapixels 0.5,2,8,12] [--backends eager,onnxruntime,fused]
+    python benchmarks/scaling.py [--megapixels 0.5,2,8,12] [--backends torch,onnxruntime,fused]
                                  [--batches 4,8,16] [--patches 64,128,256] [--repeats 3] [--threads 0]
                                  [--allocator keep|default] [--skip-training]
 
@@ -32,15 +32,16 @@ import time
 
 import torch
 
-from unisp.export.latency import load_generator, machine_description, parse_size, run_latency
+from unisp.export.latency import machine_description, parse_size, run_latency
 from unisp.losses.config import UnpairedLossConfig
 from unisp.losses.dla import dla_backward
+from unisp.models.checkpoint import load_generator
 from unisp.train.config import DataConfig, TrainConfig
 from unisp.train.objective import Objective
 
 #: 4:3 sizes (see unisp.export.latency.parse_size) for the inference sweep.
 DEFAULT_MEGAPIXELS = "0.5,2,8,12"
-DEFAULT_BACKENDS = "eager,onnxruntime,fused"
+DEFAULT_BACKENDS = "torch,onnxruntime,fused"
 #: The training sweep's sizes, modest so the whole script stays within a few minutes on 2 cores.
 DEFAULT_BATCHES = "4,8,16"
 DEFAULT_PATCHES = "64,128,256"
@@ -51,7 +52,7 @@ def ints(text: str) -> list[int]:
 
 
 def inference_table(megapixels: list[float], backends: list[str], repeats: int, threads: int, allocator: str) -> str:
-    model, _ = load_generator("efficient_isp")
+    model, _, _ = load_generator("efficient_isp")
     lines = [
         "| output | backend | median ms | MPix/s | ms per MP | of sgemm |",
         "|---|---|---|---|---|---|",
@@ -76,7 +77,7 @@ def train_step_seconds(batch: int, patch: int, repeats: int) -> tuple[float, flo
     """Median seconds of one generator step and one discriminator step at ``batch × patch²``."""
     config = TrainConfig(mode="unpaired", data=DataConfig(patch=patch), losses=UnpairedLossConfig(profile="lite"), batch_size=batch)
     torch.manual_seed(0)
-    model, _ = load_generator(config.model)
+    model, _, _ = load_generator(config.model)
     model.train()
     objective = Objective(config)
     params = [p for p in model.parameters() if p.requires_grad]

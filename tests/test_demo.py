@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from unisp.config import load_config
 from unisp.demo import XHAT_ROW, DemoSettings, asset, run_demo
@@ -32,6 +33,11 @@ def test_demo_writes_its_outputs(tmp_path, monkeypatch):
         assert (out / "compare" / f"{name}.png").exists()
     assert "| stage 2, unpaired (efficient_isp) |" in summary and (out / "summary.md").read_text() == summary
     assert "Model card: stage 2" in (out / "report.html").read_text()  # the visual report (tests/eval/test_report.py)
+    # The report reads the folder through the manifest the demo wrote (unisp.eval.report.DemoManifest).
+    manifest = record["manifest"]
+    assert manifest["stages"] == {"stage 1": "stage1/model.safetensors", "stage 2": "stage2/model.safetensors"}
+    assert all((out / path).is_file() for path in [*manifest["compare"], *manifest["samples"].values()])
+    assert "has no &#x27;manifest" not in (out / "report.html").read_text()
 
 
 def test_demo_photo_groups_are_disjoint():
@@ -48,5 +54,17 @@ def test_packaged_demo_recipe_is_configs_unpaired_yaml():
 
 @pytest.mark.parametrize("name", ["stage1", "paired", "zrr_unpaired", "uispf_unpaired", "unpaired"])
 def test_recipes_load(name):
-    config = load_config(TrainConfig, CONFIGS / f"{name}.yaml")
-    assert config.batch_size >= 1
+    path = CONFIGS / f"{name}.yaml"
+    config = load_config(TrainConfig, path)
+    # Every value the recipe sets reaches the config unchanged, top-level keys and one level of
+    # sections (data.*, pixel.*, losses.*): what runs is the recipe, not a default it fell back to.
+    # (batch_size ≥ 1 alone held for any recipe: the loader already refuses anything else.)
+    def same(got, want):
+        return (list(got) if isinstance(got, tuple) else got) == want  # YAML lists, dataclass tuples
+
+    for key, value in yaml.safe_load(path.read_text()).items():
+        if isinstance(value, dict):
+            for sub, sub_value in value.items():
+                assert same(getattr(getattr(config, key), sub), sub_value), f"{key}.{sub}"
+        else:
+            assert same(getattr(config, key), value), key

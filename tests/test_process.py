@@ -11,7 +11,7 @@ from unisp.cli import app
 from unisp.fileio import quantize, read_pixels
 from unisp.models.checkpoint import save_model
 from unisp.models.registry import build_model
-from unisp.process import count_tiles, run_tiled, tile_spans
+from unisp.models.tiled import count_tiles, run_tiled, tile_spans
 from unisp.raw.bayer import CFA
 from unisp.raw.frame import RawFrame
 

@@ -7,19 +7,31 @@ failures at the end.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import Enum
+from inspect import Parameter, signature
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, get_args
 
 import typer
 from rich.console import Console
 
+from unisp.device import check_device_name
 from unisp.errors import UnispError
+from unisp.export import EXPORT_FORMATS
+from unisp.export.graph import LAYOUTS as TENSOR_LAYOUTS
+from unisp.export.graph import PACKINGS
+from unisp.export.parity import PRECISIONS
+from unisp.fileio import IMAGE_FORMATS, IMAGE_SUFFIXES, prepare_output_dir
+from unisp.isp.demosaic import DEMOSAIC_METHODS
+from unisp.isp.pipeline import ColourMatrixSource, WhiteBalanceMode
+from unisp.losses.weights import PROFILES
+from unisp.raw.io import LAYOUTS as RAW_LAYOUTS
+from unisp.raw.io import expand_inputs
 
 log = logging.getLogger("unisp")
 console = Console(stderr=True, soft_wrap=True)  # soft_wrap: an error stays on one line
@@ -98,19 +110,41 @@ def user_errors(fn: Callable) -> Callable:
 
 
 # ----------------------------------------------------------------------------------------------
-# Options shared by every command that reads RAW files
+# Choice lists: each one is the library's own list, so a flag offers exactly what the library takes
 # ----------------------------------------------------------------------------------------------
 
-class Layout(str, Enum):
-    auto = "auto"
-    libraw = "libraw"
-    zrr = "zrr"
-    uispf = "uispf"
-    unisp = "unisp"
-    png = "png"
-    npy = "npy"
-    headerless = "headerless"
+def choices(name: str, values: Iterable[str]) -> type[Enum]:
+    """A ``str`` Enum of ``values`` (each member named as its value) for typer to offer as a choice."""
+    return Enum(name, [(value, value) for value in values], type=str, module=__name__)
 
+
+Layout = choices("Layout", RAW_LAYOUTS)
+Demosaic = choices("Demosaic", DEMOSAIC_METHODS)
+WhiteBalance = choices("WhiteBalance", get_args(WhiteBalanceMode))
+ColourMatrix = choices("ColourMatrix", get_args(ColourMatrixSource))
+ImageFormat = choices("ImageFormat", IMAGE_FORMATS)
+ExportFormat = choices("ExportFormat", EXPORT_FORMATS)
+Precision = choices("Precision", PRECISIONS)
+Packing = choices("Packing", PACKINGS)
+TensorLayout = choices("TensorLayout", TENSOR_LAYOUTS)
+Profile = choices("Profile", PROFILES)
+
+
+def device_name(value: str) -> str:
+    """``--device``'s value, checked as the command line is parsed (:func:`unisp.device.check_device_name`);
+    whether this machine has the device is checked when the command uses it."""
+    try:
+        return check_device_name(value)
+    except UnispError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+DeviceOpt = Annotated[str, typer.Option(parser=device_name, help="auto, cpu or cuda[:N].")]
+
+
+# ----------------------------------------------------------------------------------------------
+# Options shared by every command that reads RAW files
+# ----------------------------------------------------------------------------------------------
 
 WidthOpt = Annotated[Optional[int], typer.Option(help="Headerless files: width in pixels.", min=2)]
 HeightOpt = Annotated[Optional[int], typer.Option(help="Headerless files: height in pixels.", min=2)]
@@ -126,65 +160,82 @@ CameraOpt = Annotated[
 ]
 LayoutOpt = Annotated[Layout, typer.Option(help="How to read the files; auto picks by extension and folder.")]
 
-
-def raw_options(
-    width=None, height=None, bits=None, cfa=None, black=None, white=None, camera=None, model: tuple[Path, dict] | None = None
-):
-    """The command line's RAW values over those of ``--camera FILE`` and, with ``model`` (its path
-    and header), over those its model file records (logged in one line)."""
-    from unisp.raw.options import options_from_flags
-
-    given = options_from_flags(camera, cfa=cfa, black=black, white=white, width=width, height=height, bits=bits)
-    if model is None:
-        return given
-    from unisp.models.checkpoint import input_options
-
-    return input_options(*model, given)
+#: The RAW flags in the order commands list them: each one's option and default.
+RAW_FLAGS: dict[str, tuple[object, object]] = {
+    "layout": (LayoutOpt, Layout.auto),
+    "width": (WidthOpt, None),
+    "height": (HeightOpt, None),
+    "bits": (BitsOpt, None),
+    "cfa": (CfaOpt, None),
+    "black": (BlackOpt, None),
+    "white": (WhiteOpt, None),
+    "camera": (CameraOpt, None),
+}
 
 
-def raw_reader(layout: Layout, options) -> Callable:
-    """A ``path -> RawFrame`` function reading with ``options`` (:func:`raw_options`)."""
-    from unisp.raw.io import read_raw
+@dataclass(frozen=True)
+class RawFlags:
+    """How to read RAW files, as the command line says (:func:`raw_flags`); a flag the command
+    does not offer keeps its default."""
 
-    return functools.partial(read_raw, options=options, layout=layout.value)
+    layout: Layout = Layout.auto
+    width: Optional[int] = None
+    height: Optional[int] = None
+    bits: Optional[int] = None
+    cfa: Optional[str] = None
+    black: Optional[str] = None
+    white: Optional[float] = None
+    camera: Optional[Path] = None
+
+    def options(self, model: tuple[Path, dict] | None = None):
+        """The flags' RAW values over those of ``--camera FILE`` and, with ``model`` (its path
+        and header), over those its model file records (logged in one line)."""
+        from unisp.raw.options import options_from_flags
+
+        given = options_from_flags(
+            self.camera, cfa=self.cfa, black=self.black, white=self.white, width=self.width, height=self.height, bits=self.bits
+        )
+        if model is None:
+            return given
+        from unisp.models.checkpoint import input_options
+
+        return input_options(*model, given)
+
+    def reader(self, options) -> Callable:
+        """A ``path -> RawFrame`` function reading in ``--layout`` with ``options`` (:meth:`options`)."""
+        from unisp.raw.io import read_raw
+
+        return functools.partial(read_raw, options=options, layout=self.layout.value)
 
 
-def expand_inputs(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files given directly plus the RAW files inside given folders; missing paths are failures."""
-    from unisp.raw.io import find_raw_files
+def raw_flags(*names: str) -> Callable[[Callable], Callable]:
+    """Give a command the RAW flags ``names`` (all of :data:`RAW_FLAGS` when none are named).
 
-    files: list[Path] = []
-    failures: list[tuple[Path, str]] = []
-    for path in inputs:
-        if path.is_dir():
-            try:
-                files.extend(find_raw_files(path))
-            except UnispError as e:
-                failures.append((path, str(e)))
-        elif path.exists():
-            files.append(path)
-        else:
-            failures.append((path, f"{path}: no such file or folder"))
-    return files, failures
+    The command declares one parameter ``raw: RawFlags``; typer sees the flags in its place (the
+    wrapper's ``__signature__``, which typer reads), and the command gets them as one :class:`RawFlags`.
+    """
+    names = names or tuple(RAW_FLAGS)
 
+    def decorate(command: Callable) -> Callable:
+        params = []
+        for param in signature(command, eval_str=True).parameters.values():
+            if param.name != "raw":
+                params.append(param)
+                continue
+            for name in names:
+                option, default = RAW_FLAGS[name]
+                params.append(Parameter(name, Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=option))
 
-def prepare_output_dir(out: Path) -> Path:
-    """Create ``out`` and check it is writable before any work is done."""
-    from unisp.errors import OutputError
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            raw = RawFlags(**{name: kwargs.pop(name) for name in names})
+            return command(*args, raw=raw, **kwargs)
 
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{out}: cannot create output folder ({e.strerror or e})") from None
-    probe = out / ".unisp-write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OutputError(f"{out}: output folder is not writable ({e.strerror or e})") from None
-    return out
+        wrapper.__signature__ = signature(command, eval_str=True).replace(parameters=params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
 
 
 def report_failures(done: int, failures: list[tuple[Path, str]], what: str, out: Path) -> None:
@@ -211,84 +262,33 @@ def check_depth(depth: int) -> None:
 
 
 def convert_files(inputs: list[Path], out: Path, read: Callable, fmt, depth: int, convert: Callable, verb: str) -> None:
-    """Read each RAW file, ``convert(frame, progress)`` it to an image, write it to ``out``; then
-    log what each folder held (:func:`unisp.raw.summary.log_summary`).
-
-    A file that fails is listed at the end (exit status 2) and the run goes on; nothing is written for it.
-    """
-    from unisp.fileio import plan_outputs, write_image
-    from unisp.raw.summary import FrameFacts, log_summary
+    """``render`` and ``process``: each RAW file of ``inputs`` through ``convert(frame, progress)``
+    into ``out`` (:func:`unisp.process.convert_files`), then the summary line and the exit status."""
+    from unisp.process import convert_files as convert_all
 
     files, failures = expand_inputs(inputs)
-    targets = plan_outputs(files, out, ".png" if fmt is ImageFormat.png else ".tif")
-    created = not out.exists()
-    prepare_output_dir(out)
-    done = 0
-    read_facts: list[FrameFacts] = []
     with progress_bar() as progress:
-        task = progress.add_task("files", total=len(files))
-        for path, target in zip(files, targets):
-            try:
-                frame = read(path)
-                read_facts.append(FrameFacts.of(frame))
-                write_image(target, convert(frame, progress), depth=depth)
-                done += 1
-            except UnispError as e:  # a message from deeper down may not say which file it was about
-                failures.append((path, str(e) if str(path) in str(e) else f"{path}: {e}"))
-            progress.advance(task)
-    log_summary(read_facts)
-    if created and not done:  # leave no empty folder behind a run that wrote nothing
-        with contextlib.suppress(OSError):
-            out.rmdir()
-    report_failures(done, failures, verb, out)
+        done, failed = convert_all(files, out, read, convert, suffix=IMAGE_SUFFIXES[fmt.value], depth=depth, progress=progress)
+    report_failures(done, failures + failed, verb, out)
 
 
 # ----------------------------------------------------------------------------------------------
 # Commands
 # ----------------------------------------------------------------------------------------------
 
-class Demosaic(str, Enum):
-    bilinear = "bilinear"
-    malvar = "malvar"
-    ahd = "ahd"
-    menon = "menon"
-
-
-class WhiteBalance(str, Enum):
-    as_shot = "as_shot"
-    gray_world = "gray_world"
-    none = "none"
-
-
-class ColorMatrix(str, Enum):
-    metadata = "metadata"
-    identity = "identity"
-
-
-class ImageFormat(str, Enum):
-    png = "png"
-    tiff = "tiff"
-
-
 @app.command()
 @user_errors
+@raw_flags()
 def render(
     inputs: Annotated[list[Path], typer.Argument(help="RAW files or folders of RAW files.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     demosaic: Annotated[Demosaic, typer.Option(help="Demosaicing method (ahd: LibRaw's default method).")] = Demosaic.ahd,
     white_balance: Annotated[WhiteBalance, typer.Option(help="as_shot falls back to gray_world.")] = WhiteBalance.as_shot,
-    color_matrix: Annotated[ColorMatrix, typer.Option(help="Camera→sRGB matrix source.")] = ColorMatrix.metadata,
+    colour_matrix: Annotated[ColourMatrix, typer.Option("--color-matrix", help="Camera→sRGB matrix source.")] = ColourMatrix.metadata,
     tone_curve: Annotated[bool, typer.Option(help="Apply the smoothstep tone curve last.")] = False,
     depth: Annotated[int, typer.Option(help="Bits per output channel: 8 or 16.")] = 8,
     format: Annotated[ImageFormat, typer.Option("--format", help="Output file format.")] = ImageFormat.png,
-    layout: LayoutOpt = Layout.auto,
-    width: WidthOpt = None,
-    height: HeightOpt = None,
-    bits: BitsOpt = None,
-    cfa: CfaOpt = None,
-    black: BlackOpt = None,
-    white: WhiteOpt = None,
-    camera: CameraOpt = None,
+    raw: RawFlags = RawFlags(),
 ) -> None:
     """Render RAW files to sRGB images through the classical ISP pipeline."""
     from unisp.isp.orientation import apply_orientation
@@ -298,10 +298,10 @@ def render(
     config = ISPConfig(
         demosaic=demosaic.value,
         white_balance=white_balance.value,
-        color_matrix=color_matrix.value,
+        colour_matrix=colour_matrix.value,
         tone_curve=tone_curve,
     )
-    read = raw_reader(layout, raw_options(width, height, bits, cfa, black, white, camera))
+    read = raw.reader(raw.options())
 
     def convert(frame, progress):
         return apply_orientation(render_frame(frame, config), frame.orientation)
@@ -311,21 +311,15 @@ def render(
 
 @app.command()
 @user_errors
+@raw_flags()
 def inspect(
     inputs: Annotated[list[Path], typer.Argument(help="RAW files or folders.", show_default=False)],
-    layout: LayoutOpt = Layout.auto,
-    width: WidthOpt = None,
-    height: HeightOpt = None,
-    bits: BitsOpt = None,
-    cfa: CfaOpt = None,
-    black: BlackOpt = None,
-    white: WhiteOpt = None,
-    camera: CameraOpt = None,
+    raw: RawFlags = RawFlags(),
 ) -> None:
     """Print what unisp reads from RAW files: size, CFA, levels, white balance, and where each came from."""
-    import numpy as np
+    from unisp.raw.summary import PixelStats
 
-    read = raw_reader(layout, raw_options(width, height, bits, cfa, black, white, camera))
+    read = raw.reader(raw.options())
     files, failures = expand_inputs(inputs)
     for path in files:
         try:
@@ -333,10 +327,9 @@ def inspect(
         except UnispError as e:
             failures.append((path, str(e)))
             continue
-        planes = frame.packed()
-        means = ", ".join(f"{c} {m:.1f}" for c, m in zip(("R", "Gr", "Gb", "B"), planes.reshape(4, -1).mean(1)))
-        clipped = float(np.mean(frame.mosaic >= frame.white_level)) * 100
-        typer.echo(f"{path}\n  {frame.describe()}\n  plane means: {means}; {clipped:.2f}% at white level")
+        stats = PixelStats.of(frame)
+        means = ", ".join(f"{c} {m:.1f}" for c, m in stats.plane_means.items())
+        typer.echo(f"{path}\n  {frame.describe()}\n  plane means: {means}; {stats.clipped_percent:.2f}% at white level")
     if failures:
         for _, message in failures:
             console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
@@ -394,16 +387,10 @@ def info(
     model: Annotated[str, typer.Argument(help="A model name (efficient_isp, robust_isp, rmfa_tiny) or a model file.")],
 ) -> None:
     """Print a generator's parameters and multiply-accumulates per output megapixel."""
-    from unisp.models.registry import MAC_CONVENTION, MODEL_NAMES, build_model, model_info
+    from unisp.models.checkpoint import load_generator
+    from unisp.models.registry import MAC_CONVENTION, model_info
 
-    if model in MODEL_NAMES:
-        net, header = build_model(model), {}
-    elif not Path(model).exists():  # anything that exists goes to load_model, which says what is wrong with it
-        raise UnispError(f"{model}: neither a model name ({', '.join(MODEL_NAMES)}) nor a model file")
-    else:
-        from unisp.models.checkpoint import load_model
-
-        net, header = load_model(model)
+    net, header, _ = load_generator(model)
     stats = model_info(net)
     lines = [
         ("model", header.get("model", model)),
@@ -449,12 +436,11 @@ def train(
     A new run needs a missing or empty run folder: continue a run with --resume, or replace it
     with --overwrite.
     """
-    import os
     import shlex
-    import sys
 
     from unisp.config import load_config
     from unisp.train.config import TrainConfig
+    from unisp.train.distributed import is_main_process
     from unisp.train.loop import train as run_training
     from unisp.train.run import RunDir
 
@@ -470,7 +456,7 @@ def train(
         out = resume
     else:
         recipe = load_config(TrainConfig, config, overrides)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, ranks other than 0 train silently and write nothing
+    if not is_main_process():  # under torchrun, ranks other than 0 train silently and write nothing
         run_training(recipe, out, resume=resume is not None, overwrite=overwrite)
         return
     with progress_bar() as progress:
@@ -498,8 +484,17 @@ def _print_report(path: Path | None) -> None:
         console.print(f"report: {path}", highlight=False)
 
 
+# ``--backend`` of process and bench latency: the runtimes of unisp.export.runtimes (process: those
+# that take any tile shape).
+from unisp.export.runtimes import ANY_SHAPE as PROCESS_RUNTIMES, NAMES as RUNTIME_NAMES  # noqa: E402
+
+ProcessBackend = choices("ProcessBackend", PROCESS_RUNTIMES)
+BenchBackend = choices("BenchBackend", RUNTIME_NAMES)
+
+
 @app.command()
 @user_errors
+@raw_flags()
 def process(
     inputs: Annotated[list[Path], typer.Argument(help="RAW files or folders of RAW files.", show_default=False)],
     model: Annotated[Path, typer.Option("--model", "-m", help="Model file (.safetensors).")],
@@ -507,78 +502,28 @@ def process(
     depth: Annotated[int, typer.Option(help="Bits per output channel: 8 or 16.")] = 8,
     format: Annotated[ImageFormat, typer.Option("--format", help="Output file format.")] = ImageFormat.png,
     tile: Annotated[int, typer.Option(help="Tile edge in packed pixels (memory is bounded by it).", min=8)] = 512,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
-    backend: Annotated[str, typer.Option(help="What runs the network: torch, onnxruntime (CPU; exported on the fly), fused (CPU kernel, efficient_isp/robust_isp) or fused-bf16 (the same in bfloat16, AVX512-BF16 CPUs).")] = "torch",
-    layout: LayoutOpt = Layout.auto,
-    width: WidthOpt = None,
-    height: HeightOpt = None,
-    bits: BitsOpt = None,
-    cfa: CfaOpt = None,
-    black: BlackOpt = None,
-    white: WhiteOpt = None,
-    camera: CameraOpt = None,
+    device: DeviceOpt = "auto",
+    backend: Annotated[ProcessBackend, typer.Option(help="What runs the network: torch, onnxruntime (CPU; exported on the fly), fused (CPU kernel, efficient_isp/robust_isp) or fused-bf16 (the same in bfloat16, AVX512-BF16 CPUs).")] = ProcessBackend.torch,
+    raw: RawFlags = RawFlags(),
 ) -> None:
     """Convert RAW files to sRGB with a learned ISP, full resolution, tiled, honouring orientation.
 
     The RAW values the model was trained with (its file's raw_input) are used unless
     --camera or a flag gives others."""
-    from unisp.isp.awb import lacks_input_gains, warn_lacking_gains
-    from unisp.isp.orientation import apply_orientation
     from unisp.models.checkpoint import load_model
-    from unisp.process import backend as make_runner, count_tiles, run_tiled
-    from unisp.device import resolve_device
+    from unisp.process import runtime_device, tiled_converter
 
     check_depth(depth)
-    if backend != "torch" and device not in ("auto", "cpu"):
-        raise UnispError(f"--backend {backend} runs on the CPU; drop --device {device}")
+    runtime_device(backend.value, device)  # a CPU-only backend with a --device: refused before anything is loaded
     net, header = load_model(model)
-    dev = resolve_device(device if backend == "torch" else "cpu")
-    net = net.to(dev)
-    read = raw_reader(layout, raw_options(width, height, bits, cfa, black, white, camera, model=(model, header)))
-
-    lacking_gains = []  # per file: whether it lacked the as-shot white balance the model's input needs
-
-    with make_runner(net, backend) as runner:
-
-        def convert(frame, progress):
-            lacking_gains.append(lacks_input_gains(frame, net.input_wb))
-            # The file's tiles: a bar on a terminal, no plain lines (the files' task has them).
-            task = progress.add_task(f"  {frame.path.name}", total=count_tiles(net, frame, tile), plain=False)
-            image = run_tiled(
-                net, frame, tile=tile, depth=depth, device=dev, runner=runner, progress=lambda n: progress.advance(task, n)
-            )
-            progress.remove_task(task)
-            return apply_orientation(image, frame.orientation, dims=(0, 1))
-
-        try:
-            convert_files(inputs, out, read, format, depth, convert, "processed")
-        finally:
-            warn_lacking_gains(sum(lacking_gains), len(lacking_gains), "files processed")
-
-
-class ExportFormat(str, Enum):
-    onnx = "onnx"
-    tflite = "tflite"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-class Packing(str, Enum):
-    outside = "outside"
-    inside = "inside"
-
-
-class TensorLayout(str, Enum):
-    nchw = "nchw"
-    nhwc = "nhwc"
+    read = raw.reader(raw.options(model=(model, header)))
+    with tiled_converter(net, tile=tile, depth=depth, device=device, backend=backend.value) as convert:
+        convert_files(inputs, out, read, format, depth, convert, "processed")
 
 
 @app.command()
 @user_errors
+@raw_flags("bits", "cfa", "black", "white", "camera")
 def export(
     model: Annotated[Path, typer.Option("--model", "-m", help="Model file (.safetensors).")],
     format: Annotated[ExportFormat, typer.Option("--format", help="onnx (ONNX Runtime) or tflite (LiteRT; needs the mobile extra: pip install unisp\\[mobile]).")],
@@ -589,11 +534,7 @@ def export(
     layout: Annotated[Optional[TensorLayout], typer.Option("--layout", help="Tensor layout of input and output (default: nchw for onnx, nhwc for tflite).")] = None,
     calib: Annotated[Optional[Path], typer.Option(help="Folder of representative RAW files: int8 calibration and parity samples.")] = None,
     sample: Annotated[Optional[Path], typer.Option(help="--packing inside: a RAW file whose metadata gives the CFA and levels to bake in.")] = None,
-    bits: BitsOpt = None,
-    cfa: CfaOpt = None,
-    black: BlackOpt = None,
-    white: WhiteOpt = None,
-    camera: CameraOpt = None,
+    raw: RawFlags = RawFlags(),
 ) -> None:
     """Export a model to ONNX or TFLite, then check parity with PyTorch (the file is written only if it passes).
 
@@ -609,8 +550,8 @@ def export(
     check_output_file(out, (f".{format.value}",), "--out", inputs=[model, *([sample] if sample else [])])
     net, header = load_model(model)
     prepare_output_dir(out.parent)  # an unwritable destination fails before the conversion, not after
-    options = raw_options(bits=bits, cfa=cfa, black=black, white=white, camera=camera, model=(model, header))
-    read = raw_reader(Layout.auto, options)
+    options = raw.options(model=(model, header))
+    read = raw.reader(options)  # --layout is the graph's tensor layout here: RAW files are read in layout auto
     frames = None if calib is None else read_calibration(calib, read)
     sensor = None
     if packing is Packing.outside and sample is not None:
@@ -635,6 +576,7 @@ def export(
 
 @app.command("eval")
 @user_errors
+@raw_flags()
 def evaluate(
     pred: Annotated[Optional[Path], typer.Option(help="Folder of predicted images (compare with --gt).")] = None,
     gt: Annotated[Optional[Path], typer.Option(help="Folder of ground-truth images, matched by file stem.")] = None,
@@ -644,15 +586,8 @@ def evaluate(
     csv: Annotated[Optional[Path], typer.Option("--csv", help="Write per-image scores to this CSV file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (protocol, means, per-image, failures) instead of a table.")] = False,
     save: Annotated[Optional[Path], typer.Option(help="With --model: also write the model's outputs (16-bit PNG) here.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
-    layout: LayoutOpt = Layout.auto,
-    width: WidthOpt = None,
-    height: HeightOpt = None,
-    bits: BitsOpt = None,
-    cfa: CfaOpt = None,
-    black: BlackOpt = None,
-    white: WhiteOpt = None,
-    camera: CameraOpt = None,
+    device: DeviceOpt = "auto",
+    raw: RawFlags = RawFlags(),
 ) -> None:
     """Score images against ground truth: two folders (--pred --gt), or a model on a dataset (--model --data).
 
@@ -660,7 +595,7 @@ def evaluate(
     unless --camera or a flag gives others."""
     import json
 
-    from unisp.eval.evaluate import ALL_METRICS, compare_folders, format_table, to_json, write_csv
+    from unisp.eval.evaluate import ALL_METRICS, compare_folders, evaluate_model, format_table, to_json, write_csv
     from unisp.fileio import check_output_file, same_file
 
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
@@ -676,7 +611,7 @@ def evaluate(
         if data is None:
             raise UnispError("--model needs --data DIR")
         loaded = load_model(model)
-    options = raw_options(width, height, bits, cfa, black, white, camera, model=None if loaded is None else (model, loaded[1]))
+    options = raw.options(model=None if loaded is None else (model, loaded[1]))
     if pred is not None and options.given():
         raise UnispError("--camera, --cfa, --black, --white, --width, --height and --bits say how to read RAW files: they go with --model --data, not --pred")
     if csv is not None:
@@ -694,14 +629,14 @@ def evaluate(
                 raise UnispError(f"--pred {pred} and --gt {gt} are the same folder")
             result = compare_folders(pred, gt, metrics=chosen, progress=advance)
         else:
-            result = _evaluate_model(loaded[0], data, gt, raw_reader(layout, options), chosen, device, save, advance)
+            result = evaluate_model(loaded[0], data, gt, raw.reader(options), chosen, device, save, advance)
     if csv is not None:
         write_csv(result, csv)
     typer.echo(json.dumps(to_json(result), indent=2) if as_json else format_table(result))
     if save is not None and model is not None:  # an output folder: the scores and the report go there too
         from unisp.eval.report import try_write_report, write_eval_record
 
-        write_eval_record(save, to_json(result), model=model, data=data, gt=gt, layout=layout.value, raw_input=options.to_dict())
+        write_eval_record(save, to_json(result), model=model, data=data, gt=gt, layout=raw.layout.value, raw_input=options.to_dict())
         _print_report(try_write_report(save))
     if not result.rows:
         raise typer.Exit(EXIT_USER_ERROR)
@@ -709,63 +644,17 @@ def evaluate(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _evaluate_model(net, data, gt, read, metrics, device, save, progress):
-    """Run a model over a dataset's RAW files (full resolution, each read with ``read``) and score
-    against its ground truth; log what the RAW folder held."""
-    from unisp.eval.datasets import raw_and_truth_dirs
-    from unisp.eval.evaluate import evaluate_images
-    from unisp.fileio import list_images, plan_outputs, read_rgb, same_file, write_image
-    from unisp.isp.awb import lacks_input_gains, warn_lacking_gains
-    from unisp.process import run_tiled
-    from unisp.raw.io import find_raw_files
-    from unisp.raw.summary import FrameFacts, log_summary
-    from unisp.device import resolve_device
-
-    dev = resolve_device(device)
-    net = net.to(dev)
-    raw_dir, gt_dir = raw_and_truth_dirs(data, gt)
-    truths = {p.stem: p for p in list_images(gt_dir)}
-    names, failures = [], []
-    for path in find_raw_files(raw_dir):
-        (names if path.stem in truths else failures).append(path)
-    if save is not None:  # predictions written over the ground truth would then be scored against themselves
-        for folder, holds in ((raw_dir, "RAW inputs"), (gt_dir, "ground truth")):
-            if same_file(Path(save), folder):
-                raise UnispError(f"{save}: holds the {holds} of this evaluation; give --save another folder")
-        plan_outputs(names, Path(save), ".png", protected=truths.values())
-
-    read_frames, lacking_gains = [], []
-
-    def outputs():
-        for name in names:
-            frame = read(name)
-            read_frames.append(FrameFacts.of(frame))
-            lacking_gains.append(lacks_input_gains(frame, net.input_wb))
-            image = run_tiled(net, frame, device=dev)
-            if save is not None:
-                write_image(Path(save) / f"{name.stem}.png", image, depth=16)
-            yield image
-
-    result = evaluate_images(
-        outputs(), (read_rgb(truths[p.stem]) for p in names), [p.stem for p in names], metrics=metrics, progress=progress
-    )
-    log_summary(read_frames)
-    warn_lacking_gains(sum(lacking_gains), len(lacking_gains), "files evaluated")
-    result.failures += [f"{p}: no ground truth named {p.stem}.* in {gt_dir}" for p in failures]
-    return result
-
-
 @app.command()
 @user_errors
+@raw_flags("layout", "camera")
 def select(
     run_dir: Annotated[Path, typer.Argument(help="Training run folder (RUN/checkpoints/step_N.safetensors).")],
     rgb: Annotated[Path, typer.Option(help="Folder of photos with the target look (e.g. the run's data.rgb_dir).")],
     data: Annotated[Optional[Path], typer.Option(help="RAW files to score on (default: the run's validation split).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the ranking as JSON here (default RUN_DIR/select.json).")] = None,
     max_images: Annotated[int, typer.Option(help="Score on at most this many RAW files.", min=1)] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
-    layout: LayoutOpt = Layout.auto,
-    camera: CameraOpt = None,
+    device: DeviceOpt = "auto",
+    raw: RawFlags = RawFlags(),
 ) -> None:
     """Rank a run's checkpoints without ground truth (feature, colour and content distances) and name the pick.
 
@@ -778,12 +667,11 @@ def select(
     if out is not None:
         check_output_file(out, (".json",), "--out")
         prepare_output_dir(out.parent)  # an unwritable destination fails before the scoring
-    options = raw_options(camera=camera)
     with progress_bar() as progress:
         task = progress.add_task("scoring checkpoints", total=None)
         ranking = select_checkpoint(
-            run_dir, rgb, data=data, layout=None if layout == Layout.auto else layout.value,
-            options=options,
+            run_dir, rgb, data=data, layout=None if raw.layout == Layout.auto else raw.layout.value,
+            options=raw.options(),
             max_images=max_images, device=resolve_device(device), out=out,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
@@ -792,13 +680,14 @@ def select(
 
 @app.command()
 @user_errors
+@raw_flags("camera")
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A training run, `unisp eval --save` or `unisp demo` folder.", show_default=False)],
     data: Annotated[Optional[Path], typer.Option(help="RAW files to show (a folder, or a dataset root with raw/+rgb/ …) instead of the run's validation images.")] = None,
     gt: Annotated[Optional[Path], typer.Option(help="Ground truth of --data, matched by file stem.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write (default RUN_DIR/report.html).")] = None,
     max_images: Annotated[int, typer.Option(help="Show crops of at most this many images.", min=1)] = 4,
-    camera: CameraOpt = None,
+    raw: RawFlags = RawFlags(),
 ) -> None:
     """Write one self-contained HTML page: crops side by side, metrics, training curves, model card.
 
@@ -810,48 +699,41 @@ def report(
     if out is not None:
         check_output_file(out, (".html", ".htm"), "--out")
         prepare_output_dir(out.parent)  # an unwritable destination fails before the rendering
-    options = raw_options(camera=camera)
-    _print_report(write_report(run_dir, data=data, gt=gt, out=out, max_images=max_images, options=options))
+    _print_report(write_report(run_dir, data=data, gt=gt, out=out, max_images=max_images, options=raw.options()))
 
 
 weights_app = typer.Typer(help="The frozen backbones' weight files: check what is present, fetch what is missing.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 
-ProfileOpt = Annotated[str, typer.Option("--profile", help="Backbone profile: paper or lite (random needs no files).")]
+ProfileOpt = Annotated[Profile, typer.Option("--profile", help="Backbone profile: paper or lite (random needs no files).")]
 WeightsDirOpt = Annotated[Optional[Path], typer.Option("--weights-dir", help="Folder holding the weight files (default: the standard caches).")]
 
 
 @weights_app.command("check")
 @user_errors
-def weights_check(profile: ProfileOpt = "paper", weights_dir: WeightsDirOpt = None) -> None:
+def weights_check(profile: ProfileOpt = Profile.paper, weights_dir: WeightsDirOpt = None) -> None:
     """List every weight file a profile needs and whether it is present; exit 1 if any is missing."""
     from unisp.losses.backbones import required_weights
 
-    files = required_weights(_profile(profile), weights_dir)
+    files = required_weights(profile.value, weights_dir)
     for f in files:
         mark = "ok     " if f.present else "MISSING"
         typer.echo(f"{mark} {f.name:<44} {f.purpose}\n        {f.path}")
     missing = [f for f in files if not f.present]
     if missing:
-        typer.echo(f"{len(missing)} of {len(files)} file(s) missing: `unisp weights fetch --profile {profile}` where a network exists")
+        typer.echo(f"{len(missing)} of {len(files)} file(s) missing: `unisp weights fetch --profile {profile.value}` where a network exists")
         raise typer.Exit(1)
-    typer.echo(f"all {len(files)} file(s) present for profile {profile}")
+    typer.echo(f"all {len(files)} file(s) present for profile {profile.value}")
 
 
 @weights_app.command("fetch")
 @user_errors
-def weights_fetch(profile: ProfileOpt = "paper", weights_dir: WeightsDirOpt = None) -> None:
+def weights_fetch(profile: ProfileOpt = Profile.paper, weights_dir: WeightsDirOpt = None) -> None:
     """Download the weight files of a profile into the standard caches or --weights-dir (needs a network)."""
     from unisp.losses.backbones import fetch_weights
 
-    for path in fetch_weights(_profile(profile), weights_dir):
+    for path in fetch_weights(profile.value, weights_dir):
         typer.echo(f"present {path}")
-
-
-def _profile(name: str) -> str:
-    if name not in ("paper", "lite", "random"):
-        raise UnispError(f"--profile must be paper, lite or random, got {name!r}")
-    return name
 
 
 bench_app = typer.Typer(help="Speed measurements.", no_args_is_help=True)
@@ -866,22 +748,23 @@ def bench_latency(
     repeats: Annotated[int, typer.Option(help="Timed runs per backend (the median is reported).", min=1)] = 5,
     threads: Annotated[int, typer.Option(help="CPU threads for every backend, at most the machine's CPUs (0: torch's default).", min=0)] = 0,
     backend: Annotated[
-        Optional[list[str]], typer.Option("--backend", help="Run only these (repeatable): eager, compile, onnxruntime, tflite, fused, fused-bf16 (AVX512-BF16 CPUs).")
+        Optional[list[BenchBackend]], typer.Option("--backend", help="Run only these (repeatable): torch, compile, onnxruntime, tflite, fused, fused-bf16 (AVX512-BF16 CPUs).")
     ] = None,
     allocator: Annotated[
         str, typer.Option(help="keep: glibc keeps freed memory (times the backends, not the OS's page zeroing); default: as it comes.")
     ] = "keep",
 ) -> None:
-    """Time one input through PyTorch eager, torch.compile, ONNX Runtime, TFLite (XNNPACK) and the fused kernel."""
-    from unisp.export.latency import BACKENDS, load_generator, parse_size, run_latency
+    """Time one input through PyTorch (torch), torch.compile, ONNX Runtime, TFLite (XNNPACK) and the fused kernel."""
+    from unisp.export.latency import parse_size, run_latency
     from unisp.export.threads import check_threads
+    from unisp.models.checkpoint import load_generator
 
     height, width = parse_size(size)
     check_threads(threads or None, "--threads")
-    net, path = load_generator(model)
+    net, _, path = load_generator(model)
     report = run_latency(
         net, height=height, width=width, repeats=repeats, threads=threads or None,
-        backends=backend or BACKENDS, model_file=path, allocator=allocator,
+        backends=[b.value for b in backend] if backend else RUNTIME_NAMES, model_file=path, allocator=allocator,
     )
     typer.echo(report.to_markdown())
 

@@ -16,7 +16,9 @@
 5. The bundled real sensor frame through the classical pipeline and the trained models.
 
 It writes a side-by-side comparison per held-out image, the renders of the real frame, a
-summary (Markdown and JSON) and the visual report ``report.html`` (:mod:`unisp.eval.report`).
+summary (Markdown and JSON) and the visual report ``report.html`` (:mod:`unisp.eval.report`). The
+report learns the folder's layout only from the manifest in ``summary.json``
+(:class:`unisp.eval.report.DemoManifest`), so the demo may change its layout without the report.
 The recipe of stage 2 is ``configs/unpaired.yaml`` (a copy ships in the package as
 ``unisp/assets/unpaired.yaml``).
 """
@@ -31,24 +33,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from unisp.config import load_config
 from unisp.eval.evaluate import EvalResult, evaluate_images
+from unisp.eval.report import MANIFEST_KEY, DemoManifest, try_write_report
 from unisp.fileio import list_images, read_rgb, write_bytes, write_image, write_text
 from unisp.isp.orientation import apply_orientation
 from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
-from unisp.process import run_tiled
+from unisp.models.tiled import run_tiled
 from unisp.raw.io import find_raw_files, read_raw
 from unisp.raw.summary import log_summary
 from unisp.synth.camera import preset_ccm
 from unisp.synth.unprocess import SensorModel
+from unisp.train.run import MODEL_FILE, SUMMARY_FILE
+
+if TYPE_CHECKING:
+    from unisp.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 #: The bundled real frame (see src/unisp/assets/SOURCES.md).
 SAMPLE_RAW = "openisp_1920x1080_rggb10.png"
+#: What that frame is, as the report names it.
+SAMPLE_NAME = "bundled frame (fast-openISP, 1920×1080 RGGB 10-bit)"
 #: The stage-2 recipe inside the package (identical to configs/unpaired.yaml; a test checks).
 DEMO_RECIPE = "unpaired.yaml"
 #: The packaged photos (the Kodak PhotoCD set, 250×250; assets/SOURCES.md) ...
@@ -68,6 +78,13 @@ DEMO_CAMERA = SensorModel(bits=10, rgb2cam=preset_ccm("huawei_nexus_6p"), shot_n
 DEMO_METHODS = ("bilinear", "malvar", "ahd", "menon")
 #: Row name of the paper's classical render X̂ (demosaic + white balance + gamma; the stage-1 target).
 XHAT_ROW = f"classical X̂ ({TRAINING_TARGET.demosaic}, no colour matrix)"
+#: Row names of the two trained stages.
+STAGE1_ROW = "stage 1 (efficient_isp)"
+STAGE2_ROW = "stage 2, unpaired (efficient_isp)"
+#: The rows shown in each side-by-side image of ``compare/``, after the ground truth.
+COMPARE_ROWS = (f"classical ({DEMO_METHODS[-1]})", STAGE1_ROW, STAGE2_ROW)
+#: Key of ``summary.json`` holding the held-out table: row → metric → mean.
+TABLE_KEY = "mean"
 #: Metrics of the summary table (LPIPS needs downloaded weights; see docs/EVAL.md).
 DEMO_METRICS = ("psnr", "ssim", "delta_e2000")
 #: Environment variable that moves the cache of generated demo inputs (default ~/.cache/unisp).
@@ -168,6 +185,231 @@ def table(rows: dict[str, EvalResult]) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class DemoData:
+    """Where the demo's training and held-out data are (:func:`make_data`)."""
+
+    train_raw: Path  #: the synthetic RAW of the RAW side
+    test_raw: Path  #: the held-out synthetic RAW ...
+    test_rgb: Path  #: ... and its ground truth (the photos they were made from)
+    rgb: Path  #: the unrelated photos of unpaired training
+
+
+@dataclass(frozen=True)
+class TrainedStage:
+    """One finished training stage (:func:`train_stage`)."""
+
+    recipe: TrainConfig  #: the recipe it ran
+    summary: dict[str, Any]  #: what :func:`unisp.train.loop.train` returned
+    seconds: float  #: wall time, reading the recipe included
+    model: Path  #: its model file
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The held-out photos rendered by every row of the table and scored (:func:`evaluate_held_out`)."""
+
+    names: list[str]  #: the photos, by file stem
+    truths: list[torch.Tensor]  #: their ground truth, in that order
+    outputs: dict[str, list[torch.Tensor]]  #: row → its render of each photo
+    results: dict[str, EvalResult]  #: row → its scores against the ground truth
+
+
+def load_reference_model(reference: Path | None) -> torch.nn.Module | None:
+    """One of the paper's released models (``--reference``), or ``None`` without one."""
+    if reference is None:
+        return None
+    from unisp.models.reference import load_reference
+
+    return load_reference(reference).eval()
+
+
+def make_data(folder: Path, seed: int, progress: Progress | None) -> DemoData:
+    """Unprocess the RAW side (``folder/train``) and the held-out photos (``folder/test``, with their
+    ground truth) into noisy RAW of :data:`DEMO_CAMERA`; the unpaired photos stay in the cache."""
+    from unisp.synth.dataset import synthesize_folder
+
+    raw_side, held_out, rgb = demo_photos()
+    making = Stage(progress, "making synthetic RAW", len(list_images(raw_side)) + len(list_images(held_out)))
+    synthesize_folder(raw_side, folder / "train", seed=seed, camera=DEMO_CAMERA, shot_gains=True, progress=making.advance)
+    synthesize_folder(held_out, folder / "test", seed=seed + 1, camera=DEMO_CAMERA, shot_gains=True, progress=making.advance)
+    return DemoData(train_raw=folder / "train" / "raw", test_raw=folder / "test" / "raw", test_rgb=folder / "test" / "rgb", rgb=rgb)
+
+
+def recipe_overrides(data: DemoData, seed: int, settings: DemoSettings) -> list[str]:
+    """The ``key=value`` overrides both stages share: the data, the seed, the batch size, ``settings.overrides``."""
+    common = [
+        f"data.raw_dir={data.train_raw}",
+        f"data.val_dir={data.test_raw}",
+        f"data.val_rgb_dir={data.test_rgb}",
+        f"data.rgb_dir={data.rgb}",
+        f"seed={seed}",
+        "tensorboard=false",
+    ]
+    if settings.batch_size is not None:
+        common.append(f"batch_size={settings.batch_size}")
+    return [*common, *settings.overrides]
+
+
+def stage1_overrides(settings: DemoSettings) -> list[str]:
+    """Stage 1 on the stage-2 recipe: learn the classical render by L1, no DLA, the demo's short schedule."""
+    steps = settings.stage1_steps
+    return [
+        "mode=stage1",
+        "pixel.l1=1",
+        "losses.dla=false",
+        f"steps={steps}",
+        f"lr={settings.stage1_lr}",
+        f"data.patch={settings.stage1_patch}",
+        f"val_every={steps}",
+        f"ckpt_every={steps}",
+    ]
+
+
+def stage2_overrides(init: Path, settings: DemoSettings) -> list[str]:
+    """Stage 2: the recipe as it is, from the stage-1 model ``init`` (and ``settings.stage2_steps`` long if given)."""
+    overrides = [f"init={init}"]
+    if settings.stage2_steps is not None:
+        steps = settings.stage2_steps
+        overrides += [f"steps={steps}", f"val_every={steps}", f"ckpt_every={steps}"]
+    return overrides
+
+
+def train_stage(run: Path, overrides: list[str], name: str, progress: Progress | None) -> TrainedStage:
+    """Train the packaged recipe (:data:`DEMO_RECIPE`) with ``overrides`` into the run folder ``run``, timed.
+
+    An earlier run in ``run`` is replaced: a demo run again replaces its own runs.
+    """
+    from unisp.train.config import TrainConfig
+    from unisp.train.loop import train
+
+    t0 = time.perf_counter()
+    recipe = load_config(TrainConfig, asset(DEMO_RECIPE), overrides)
+    stage = Stage(progress, name, recipe.steps)
+    summary = train(recipe, run, overwrite=True, progress=lambda step, _: stage.set(step))
+    return TrainedStage(recipe=recipe, summary=summary, seconds=time.perf_counter() - t0, model=run / MODEL_FILE)
+
+
+def evaluate_held_out(data: DemoData, learned: dict[str, torch.nn.Module], progress: Progress | None) -> HeldOut:
+    """Render the held-out RAW with the classical rows (X̂, then :data:`DEMO_METHODS` with full
+    metadata) and the ``learned`` models (row → model), and score each against ground truth."""
+    test_files = find_raw_files(data.test_raw)
+    names = [f.stem for f in test_files]
+    frames = [read_raw(f) for f in test_files]
+    log_summary(frames, "held-out")
+    truths = [read_rgb(data.test_rgb / f"{n}.png") for n in names]
+    classical = {XHAT_ROW: TRAINING_TARGET, **{f"classical ({m})": ISPConfig(demosaic=m) for m in DEMO_METHODS}}
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in [*classical, *learned]}
+    scoring = Stage(progress, "evaluating on the held-out photos", len(frames))
+    for fr in frames:
+        for name, config in classical.items():
+            outputs[name].append(render_frame(fr, config))
+        for name, model in learned.items():
+            outputs[name].append(run_tiled(model, fr))
+        scoring.advance()
+    results = {k: evaluate_images(v, truths, names, metrics=DEMO_METRICS) for k, v in outputs.items()}
+    return HeldOut(names=names, truths=truths, outputs=outputs, results=results)
+
+
+def write_compare(folder: Path, held: HeldOut) -> list[Path]:
+    """Write one side-by-side image per held-out photo into ``folder`` (ground truth, then
+    :data:`COMPARE_ROWS`); returns the files."""
+    paths = []
+    for i, name in enumerate(held.names):
+        paths.append(folder / f"{name}.png")
+        write_image(paths[-1], side_by_side([held.truths[i], *(held.outputs[k][i] for k in COMPARE_ROWS)]))
+    return paths
+
+
+def render_bundled_frame(out: Path, models: dict[str, torch.nn.Module], progress: Progress | None) -> dict[str, str]:
+    """Render the bundled real frame (:data:`SAMPLE_RAW`) classically and with each model (key → model)
+    into ``out/sample_<key>.png``, turned upright; returns key → file name, the classical render first."""
+    sample = read_raw(asset(SAMPLE_RAW))
+    log_summary([sample], "bundled frame")
+    rendering = Stage(progress, "rendering the bundled frame", 1 + len(models))
+    renders = {"classical": render_frame(sample, ISPConfig())}  # `unisp render`'s defaults
+    rendering.advance()
+    for key, model in models.items():
+        renders[key] = run_tiled(model, sample)
+        rendering.advance()
+    for key, image in renders.items():
+        write_image(out / f"sample_{key}.png", apply_orientation(image, sample.orientation))
+    return {key: f"sample_{key}.png" for key in renders}
+
+
+def summary_markdown(first: TrainedStage, second: TrainedStage, held: HeldOut, samples: dict[str, str], seconds: float) -> str:
+    """``summary.md``: what the demo did, the held-out table and where the images are (``seconds``: the whole run)."""
+    device = second.summary["device"]
+    split = split_photos()
+    lines = [
+        "# unisp demo",
+        "",
+        f"The 24 Kodak photographs shipped with unisp (250×250), in three disjoint groups: "
+        f"{len(split['raw'])} become noisy 10-bit RAW from one synthetic camera (Brooks et al. unprocessing; "
+        f"the Nexus 6P colour matrix, exposure and white balance per shot), {len(split['test'])} more are held out "
+        f"with their ground truth, and {len(split['rgb'])} others are the unrelated photos of unpaired training.",
+        "",
+        f"- stage 1: efficient_isp learns the classical render (demosaic + white balance + sRGB curve), "
+        f"{first.recipe.steps} steps of {first.recipe.batch_size} × {first.recipe.data.patch}² RAW patches, "
+        f"{first.seconds:.0f} s on {device}.",
+        "- stage 2: unpaired, unisp's default recipe (configs/unpaired.yaml: "
+        + ", ".join(f"{k} {v:g}" for k, v in second.summary["terms"].items())
+        + f"), {second.recipe.steps} steps of {second.recipe.batch_size} × {second.recipe.data.patch}² "
+        f"patches, {second.seconds:.0f} s on {device}.",
+        "",
+        "Held-out photos against ground truth (RGB, [0, 1], full image, data range 1; mean over "
+        f"{len(held.names)} images). X̂ is the paper's classical render and the stage-1 target (demosaic, "
+        "as-shot white balance, sRGB curve); the other classical rows add the file's colour matrix: "
+        "full metadata, which a learned ISP never sees:",
+        "",
+        *table(held.results),
+        "",
+        "Side by side in `compare/`: ground truth, " + ", ".join(COMPARE_ROWS) + ".",
+        "",
+        "Bundled real sensor frame (fast-openISP test image, 1920×1080 RGGB, 10-bit): "
+        + ", ".join(f"`{name}`" for name in samples.values())
+        + ". A learned ISP is specific to the camera it was trained on: neither the demo's models "
+        "(a synthetic sensor) nor the paper's released models (Zurich RAW-to-RGB's Huawei P20, "
+        "Fujifilm UltraISP's MediaTek sensor) have seen this sensor's colour response.",
+        "",
+        f"Total time {seconds:.0f} s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def summary_record(out: Path, data: DemoData, stages: tuple[TrainedStage, TrainedStage], held: HeldOut,
+                   compare: list[Path], samples: dict[str, str]) -> dict[str, Any]:
+    """``summary.json``: the held-out table (:data:`TABLE_KEY`), the stages' times, and the manifest
+    the report reads (:class:`unisp.eval.report.DemoManifest`; paths relative to ``out``)."""
+    first, second = stages
+
+    def relative(path: Path) -> str:
+        return path.relative_to(out).as_posix()
+
+    manifest = DemoManifest(
+        facts=[("held-out images", ", ".join(held.names)), ("stage 1", f"{round(first.seconds, 1)} s"),
+               ("stage 2", f"{round(second.seconds, 1)} s")],
+        table=TABLE_KEY,
+        held_out=held.names,
+        held_out_raw=relative(data.test_raw),
+        held_out_truth=relative(data.test_rgb),
+        classical=DEMO_METHODS[-1],
+        stages={"stage 1": relative(first.model), "stage 2": relative(second.model)},
+        sample_name=SAMPLE_NAME,
+        samples={key: samples[key] for key in sorted(samples, key=lambda k: (k != "classical", k))},  # classical first
+        compare=[relative(path) for path in compare],
+        compare_columns=["ground truth", *COMPARE_ROWS],
+    )
+    return {
+        "held_out": held.names,
+        TABLE_KEY: {name: result.means for name, result in held.results.items()},
+        "stage1_seconds": round(first.seconds, 1),
+        "stage2_seconds": round(second.seconds, 1),
+        "sample_renders": sorted(samples),
+        MANIFEST_KEY: manifest.to_json(),
+    }
+
+
 def run_demo(
     out: Path,
     seed: int = 0,
@@ -181,151 +423,24 @@ def run_demo(
     (photos), stage 1 and stage 2 (training steps), scoring the held-out photos and rendering the
     bundled frame (images).
     """
-    from unisp.eval.report import try_write_report
     from unisp.models.checkpoint import load_model
-    from unisp.synth.dataset import synthesize_folder
-    from unisp.train.config import TrainConfig
-    from unisp.train.loop import train
 
     out = Path(out)
     started = time.perf_counter()
-    reference_model = None
-    if reference is not None:  # a bad file is reported now, not after minutes of training
-        from unisp.models.reference import load_reference
-
-        reference_model = load_reference(reference).eval()
-
-    # 1. Data.
-    raw_side, held_out, rgb = demo_photos()
-    data = out / "data"
-    making = Stage(progress, "making synthetic RAW", len(list_images(raw_side)) + len(list_images(held_out)))
-    synthesize_folder(raw_side, data / "train", seed=seed, camera=DEMO_CAMERA, shot_gains=True, progress=making.advance)
-    synthesize_folder(held_out, data / "test", seed=seed + 1, camera=DEMO_CAMERA, shot_gains=True, progress=making.advance)
-    common = [
-        f"data.raw_dir={data / 'train' / 'raw'}",
-        f"data.val_dir={data / 'test' / 'raw'}",
-        f"data.val_rgb_dir={data / 'test' / 'rgb'}",
-        f"data.rgb_dir={rgb}",
-        f"seed={seed}",
-        "tensorboard=false",
-    ]
-    if settings.batch_size is not None:
-        common.append(f"batch_size={settings.batch_size}")
-    common += settings.overrides
-
-    # 2. Stage 1.
-    t0 = time.perf_counter()
-    stage1_recipe = load_config(
-        TrainConfig,
-        asset(DEMO_RECIPE),
-        [
-            *common,
-            "mode=stage1",
-            "pixel.l1=1",
-            "losses.dla=false",
-            f"steps={settings.stage1_steps}",
-            f"lr={settings.stage1_lr}",
-            f"data.patch={settings.stage1_patch}",
-            f"val_every={settings.stage1_steps}",
-            f"ckpt_every={settings.stage1_steps}",
-        ],
-    )
-    first = Stage(progress, "stage 1: learning the classical render", stage1_recipe.steps)
-    # overwrite: a demo run again replaces its own runs.
-    train(stage1_recipe, out / "stage1", overwrite=True, progress=lambda step, _: first.set(step))
-    stage1_seconds = time.perf_counter() - t0
-
-    # 3. Stage 2: unpaired, from the stage-1 model.
-    t0 = time.perf_counter()
-    overrides = [*common, f"init={out / 'stage1' / 'model.safetensors'}"]
-    if settings.stage2_steps is not None:
-        overrides += [f"steps={settings.stage2_steps}", f"val_every={settings.stage2_steps}", f"ckpt_every={settings.stage2_steps}"]
-    stage2_recipe = load_config(TrainConfig, asset(DEMO_RECIPE), overrides)
-    second = Stage(progress, "stage 2: unpaired training", stage2_recipe.steps)
-    stage2_summary = train(stage2_recipe, out / "stage2", overwrite=True, progress=lambda step, _: second.set(step))
-    stage2_seconds = time.perf_counter() - t0
-
-    # 4. Held-out photos against ground truth.
-    stage1, _ = load_model(out / "stage1" / "model.safetensors")
-    stage2, _ = load_model(out / "stage2" / "model.safetensors")
-    test_files = find_raw_files(data / "test" / "raw")
-    names = [f.stem for f in test_files]
-    frames = [read_raw(f) for f in test_files]
-    log_summary(frames, "held-out")
-    truths = [read_rgb(data / "test" / "rgb" / f"{n}.png") for n in names]
-    classical = {XHAT_ROW: TRAINING_TARGET, **{f"classical ({m})": ISPConfig(demosaic=m) for m in DEMO_METHODS}}
-    learned = {"stage 1 (efficient_isp)": stage1, "stage 2, unpaired (efficient_isp)": stage2}
-    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in [*classical, *learned]}
-    scoring = Stage(progress, "evaluating on the held-out photos", len(frames))
-    for fr in frames:
-        for name, config in classical.items():
-            outputs[name].append(render_frame(fr, config))
-        for name, model in learned.items():
-            outputs[name].append(run_tiled(model, fr))
-        scoring.advance()
-    results = {k: evaluate_images(v, truths, names, metrics=DEMO_METRICS) for k, v in outputs.items()}
-    shown = ("classical (menon)", "stage 1 (efficient_isp)", "stage 2, unpaired (efficient_isp)")
-    for i, name in enumerate(names):
-        write_image(out / "compare" / f"{name}.png", side_by_side([truths[i], *(outputs[k][i] for k in shown)]))
-
-    # 5. The bundled real frame.
-    sample = read_raw(asset(SAMPLE_RAW))
-    log_summary([sample], "bundled frame")
+    reference_model = load_reference_model(reference)  # a bad file is reported now, not after minutes of training
+    data = make_data(out / "data", seed, progress)
+    common = recipe_overrides(data, seed, settings)
+    first = train_stage(out / "stage1", [*common, *stage1_overrides(settings)], "stage 1: learning the classical render", progress)
+    second = train_stage(out / "stage2", [*common, *stage2_overrides(first.model, settings)], "stage 2: unpaired training", progress)
+    stage1, stage2 = load_model(first.model)[0], load_model(second.model)[0]
+    held = evaluate_held_out(data, {STAGE1_ROW: stage1, STAGE2_ROW: stage2}, progress)
+    compare = write_compare(out / "compare", held)
     models = {"stage1": stage1, "stage2": stage2, **({"reference": reference_model} if reference_model is not None else {})}
-    rendering = Stage(progress, "rendering the bundled frame", 1 + len(models))
-    renders = {"classical": render_frame(sample, ISPConfig())}  # `unisp render`'s defaults
-    rendering.advance()
-    for key, model in models.items():
-        renders[key] = run_tiled(model, sample)
-        rendering.advance()
-    for key, image in renders.items():
-        write_image(out / f"sample_{key}.png", apply_orientation(image, sample.orientation))
-
-    device = stage2_summary["device"]
-    split = split_photos()
-    lines = [
-        "# unisp demo",
-        "",
-        f"The 24 Kodak photographs shipped with unisp (250×250), in three disjoint groups: "
-        f"{len(split['raw'])} become noisy 10-bit RAW from one synthetic camera (Brooks et al. unprocessing; "
-        f"the Nexus 6P colour matrix, exposure and white balance per shot), {len(split['test'])} more are held out "
-        f"with their ground truth, and {len(split['rgb'])} others are the unrelated photos of unpaired training.",
-        "",
-        f"- stage 1: efficient_isp learns the classical render (demosaic + white balance + sRGB curve), "
-        f"{stage1_recipe.steps} steps of {stage1_recipe.batch_size} × {stage1_recipe.data.patch}² RAW patches, "
-        f"{stage1_seconds:.0f} s on {device}.",
-        f"- stage 2: unpaired, unisp's default recipe (configs/unpaired.yaml: "
-        + ", ".join(f"{k} {v:g}" for k, v in stage2_summary["terms"].items())
-        + f"), {stage2_recipe.steps} steps of {stage2_recipe.batch_size} × {stage2_recipe.data.patch}² "
-        f"patches, {stage2_seconds:.0f} s on {device}.",
-        "",
-        "Held-out photos against ground truth (RGB, [0, 1], full image, data range 1; mean over "
-        f"{len(names)} images). X̂ is the paper's classical render and the stage-1 target (demosaic, "
-        "as-shot white balance, sRGB curve); the other classical rows add the file's colour matrix: "
-        "full metadata, which a learned ISP never sees:",
-        "",
-        *table(results),
-        "",
-        "Side by side in `compare/`: ground truth, " + ", ".join(shown) + ".",
-        "",
-        "Bundled real sensor frame (fast-openISP test image, 1920×1080 RGGB, 10-bit): "
-        + ", ".join(f"`sample_{k}.png`" for k in renders)
-        + ". A learned ISP is specific to the camera it was trained on: neither the demo's models "
-        "(a synthetic sensor) nor the paper's released models (Zurich RAW-to-RGB's Huawei P20, "
-        "Fujifilm UltraISP's MediaTek sensor) have seen this sensor's colour response.",
-        "",
-        f"Total time {time.perf_counter() - started:.0f} s.",
-    ]
-    summary = "\n".join(lines) + "\n"
+    samples = render_bundled_frame(out, models, progress)
+    summary = summary_markdown(first, second, held, samples, time.perf_counter() - started)
     write_text(out / "summary.md", summary)
-    record = {
-        "held_out": names,
-        "mean": {name: result.means for name, result in results.items()},
-        "stage1_seconds": round(stage1_seconds, 1),
-        "stage2_seconds": round(stage2_seconds, 1),
-        "sample_renders": sorted(renders),
-    }
-    write_text(out / "summary.json", json.dumps(record, indent=2) + "\n")
+    record = summary_record(out, data, (first, second), held, compare, samples)
+    write_text(out / SUMMARY_FILE, json.dumps(record, indent=2) + "\n")
     report = try_write_report(out)  # a failed report is one warning: the results above are written
     if report is not None:
         log.info("report: %s", report)

@@ -1,163 +1,195 @@
-"""Full-resolution inference: a RAW file through a learned ISP, tile by tile, into an image file.
+"""``unisp process``: RAW frames through a learned ISP into images, on a chosen backend.
 
-Tiles overlap by the model's receptive-field radius (``model.receptive_radius``, in packed
-pixels), so every output pixel sees exactly the input it would see in one untiled pass and the
-tiled result equals the untiled one. A model that pools globally (``receptive_radius = None``,
-e.g. RMFA-Net's channel attention) cannot be tiled exactly and runs in one pass. Memory is
-bounded by the tile size: the input stays packed uint16, each tile is normalised on the fly,
-and the output is quantised into a preallocated integer array as tiles finish.
+The tiling itself is :func:`unisp.models.tiled.run_tiled`; tiles run through a runtime of
+:mod:`unisp.export.runtimes` that takes any input shape (:data:`unisp.export.runtimes.ANY_SHAPE`):
+PyTorch (``torch``, on any device) or, on the CPU, ONNX Runtime (``onnxruntime``: a temporary
+dynamic-shape fp32 ONNX export, checked for parity and deleted afterwards) or unisp's fused C++
+kernel (``fused``, ``fused-bf16``). The same tiles and overlap run through each; fp32 outputs are
+equal within 1e-5.
 
-Tiles run through PyTorch or, with :func:`backend` ``"onnxruntime"`` or ``"fused"``, through ONNX
-Runtime or unisp's fused C++ kernel on the CPU (the same tiles and overlap; outputs equal within 1e-5).
+:func:`tiled_converter` is the library side of the command: given a loaded model it yields the
+``convert(frame, progress)`` that :func:`convert_files` (the file loop ``unisp render`` shares)
+calls for each RAW frame it reads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from unisp.errors import UnispError
-from unisp.fileio import quantize
-from unisp.isp.awb import balance_input, input_gains
-from unisp.isp.blc import normalize
-from unisp.models.base import check_input_size
+from unisp.errors import ConfigError, UnispError
+from unisp.export.runtimes import ANY_SHAPE, Runner, build_runner, get_runtime
+from unisp.fileio import plan_outputs, prepare_output_dir, write_image
+from unisp.models.tiled import DEFAULT_TILE, count_tiles, run_tiled
 from unisp.raw.frame import RawFrame
+from unisp.raw.summary import FrameFacts, log_summary
 
 log = logging.getLogger(__name__)
 
-#: What runs the network in :func:`run_tiled` (``unisp process --backend``).
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "fused", "fused-bf16")
-#: Default tile edge in packed pixels (512 → 1024×1024 output pixels, about 12 MB of float32 output per tile).
-DEFAULT_TILE = 512
+#: What ``unisp process --backend`` accepts: the runtimes that take any tile shape.
+BACKENDS: tuple[str, ...] = ANY_SHAPE
 
 
-def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
-    """Split ``range(length)`` into consecutive spans of at most ``tile`` (the last may be shorter)."""
-    return [(start, min(start + tile, length)) for start in range(0, length, tile)]
-
-
-@torch.inference_mode()
-def run_tiled(
-    model: nn.Module,
-    frame: RawFrame,
-    *,
-    tile: int = DEFAULT_TILE,
-    depth: int | None = None,
-    device: torch.device | str = "cpu",
-    progress: Callable[[int], None] | None = None,
-    runner: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> np.ndarray | torch.Tensor:
-    """Run ``model`` over ``frame`` in overlapping tiles.
+def runtime_device(backend: str = "torch", device: str = "auto") -> str:
+    """The device name the network runs on with ``backend``: ``device`` for a runtime that runs on
+    any device (torch), ``"cpu"`` for the others.
 
     Args:
-        model: a generator taking ``(1, 4, h, w)`` packed input in [0, 1] and returning ``(1, 3, 2h, 2w)``;
-            its ``input_wb`` (``"none"`` when it has none) says how each tile is white-balanced
-            after normalisation (:func:`unisp.isp.awb.input_gains`).
-        frame: the RAW frame.
-        tile: tile edge in packed pixels (the core of each tile; the overlap is added around it).
-        depth: 8 or 16 to return an ``(H, W, 3)`` integer image quantised tile by tile (bounded
-            memory); ``None`` to return the ``(3, H, W)`` float output clamped to [0, 1].
-        device: where the model runs.
-        progress: called with 1 after each tile.
-        runner: runs each float32 tile instead of ``model`` (e.g. an ONNX Runtime session from
-            :func:`backend`); ``model`` still gives the tiling (its receptive radius).
-
-    Returns:
-        The full-resolution output, equal to one untiled pass.
+        backend: one of :data:`BACKENDS`.
+        device: ``--device`` (``auto``, ``cpu``, ``cuda[:N]``).
 
     Raises:
-        UnispError: a frame smaller than ``model`` takes (see :func:`unisp.models.base.check_input_size`).
+        ConfigError: a runtime that is not one of :data:`BACKENDS`.
+        UnispError: a CPU-only runtime with a device other than ``auto`` or ``cpu``.
     """
-    if tile < 1:
-        raise UnispError(f"tile size must be positive, got {tile}")
-    planes = frame.packed()
-    h, w = planes.shape[-2:]
-    check_input_size(model, h, w, str(frame.path or "the frame"))
-    tile, r = tiling(model, frame, tile)
-    dtype = next(model.parameters()).dtype if runner is None else torch.float32
-    forward = model if runner is None else runner
-    gains = input_gains(frame, getattr(model, "input_wb", "none"))
-    if getattr(model, "receptive_radius", None) is None:
-        log.warning(
-            "%s pools over the whole image: processing %s in one pass (memory not bounded by --tile)",
-            getattr(model, "name", type(model).__name__), frame.path or "the frame",
-        )
-    if depth is None:
-        out: np.ndarray | torch.Tensor = torch.empty(3, 2 * h, 2 * w)
-    else:
-        out = np.empty((2 * h, 2 * w, 3), dtype=np.uint8 if depth == 8 else np.uint16)
-    for y0, y1 in tile_spans(h, tile):
-        for x0, x1 in tile_spans(w, tile):
-            # The tile plus `r` pixels of real context on each side (the model's own padding
-            # applies only at the image border, exactly as in an untiled run).
-            ya, yb = max(0, y0 - r), min(h, y1 + r)
-            xa, xb = max(0, x0 - r), min(w, x1 + r)
-            x = torch.from_numpy(planes[None, :, ya:yb, xa:xb].astype(np.float32)).to(device)
-            x = balance_input(normalize(x, frame.black_level, frame.white_level), gains).to(dtype)
-            y = forward(x)[0]
-            # Only the core crosses to the host; with `depth` as integers (quantised on the device).
-            core = y[:, 2 * (y0 - ya) : 2 * (y1 - ya), 2 * (x0 - xa) : 2 * (x1 - xa)]
-            if depth is None:
-                out[:, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1] = core.float().clamp(0.0, 1.0).cpu()
-            else:
-                out[2 * y0 : 2 * y1, 2 * x0 : 2 * x1] = quantize(core, depth)
-            if progress is not None:
-                progress(1)
-    return out
+    if backend not in BACKENDS:  # the others are built for one fixed shape, not for tiles
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if get_runtime(backend).any_device:
+        return device
+    if device not in ("auto", "cpu"):
+        raise UnispError(f"--backend {backend} runs on the CPU; drop --device {device}")
+    return "cpu"
 
 
 @contextlib.contextmanager
-def backend(model: nn.Module, name: str = "torch", threads: int | None = None) -> Iterator[Callable | None]:
-    """The ``runner`` for :func:`run_tiled` of a ``--backend``.
+def open_runner(model: nn.Module, backend: str = "torch", threads: int | None = None) -> Iterator[Runner]:
+    """The ``runner`` for :func:`run_tiled` of a ``--backend``, built for ``model``.
+
+    Files a runtime writes (the onnxruntime export) go to a temporary folder deleted afterwards.
+    ``fused`` without a C++ compiler runs the PyTorch model (logged once); ``fused-bf16`` has no
+    fallback.
 
     Args:
-        model: the generator.
-        name: ``"torch"`` (yields ``None``: the model runs itself) or ``"onnxruntime"`` (the model is
-            exported to a temporary dynamic-shape fp32 ONNX file, checked for parity, and run by
-            :class:`unisp.export.onnx.OnnxRunner` on the CPU; the file is deleted afterwards) or
-            ``"fused"`` (:class:`unisp.export.fused.FusedISP`: the three convolutions fused in one
-            C++ CPU kernel, efficient_isp and robust_isp only) or ``"fused-bf16"`` (the same kernel in
-            bfloat16 with float32 sums, on CPUs with AVX512-BF16; ConfigError elsewhere).
-        threads: ONNX Runtime's intra-op threads, or the fused kernel's (``None``: their default).
+        model: the generator, on the device it runs on.
+        backend: one of :data:`BACKENDS`.
+        threads: the runtime's CPU threads (``None``: its default).
 
     Yields:
-        The runner, or ``None`` for torch.
+        The :class:`unisp.export.runtimes.Runner`.
+
+    Raises:
+        ConfigError: a name not in :data:`BACKENDS`.
+        RuntimeUnavailable: the runtime cannot run here, or not this model (saying why).
     """
-    if name not in BACKENDS:
-        raise UnispError(f"--backend must be one of {', '.join(BACKENDS)}, got {name!r}")
-    if name == "torch":
-        yield None
-        return
-    if name in ("fused", "fused-bf16"):
-        from unisp.export.fused import FusedISP
-
-        yield FusedISP(model, threads=threads, precision="bf16" if name == "fused-bf16" else "fp32")
-        return
-    from unisp.export.onnx import OnnxRunner, export_onnx
-
+    runtime_device(backend)
     with tempfile.TemporaryDirectory(prefix="unisp-process-") as folder:
-        path = export_onnx(model, Path(folder) / "model.onnx")
-        log.info("onnxruntime backend: %s exported to a temporary ONNX file (fp32, dynamic shape)", getattr(model, "name", "model"))
-        yield OnnxRunner(path, threads=threads)
+        yield build_runner(backend, model, threads=threads, workdir=folder, fallback=True)
 
 
-def tiling(model: nn.Module, frame: RawFrame, tile: int) -> tuple[int, int]:
-    """``(tile edge, overlap)`` in packed pixels for ``model`` on ``frame``: one tile for global models."""
-    radius = getattr(model, "receptive_radius", None)
-    if radius is not None:
-        return tile, int(radius)
-    return max(frame.height, frame.width) // 2, 0
+@contextlib.contextmanager
+def tiled_converter(
+    model: nn.Module,
+    *,
+    tile: int = DEFAULT_TILE,
+    depth: int = 8,
+    device: str = "auto",
+    backend: str = "torch",
+    threads: int | None = None,
+) -> Iterator[Callable[[RawFrame, Any], np.ndarray]]:
+    """What ``unisp process`` does to each RAW frame, for a loaded model.
+
+    The model is moved to its device and the backend built (an export, for onnxruntime) once, on
+    entry; at exit one warning counts the frames that lacked the as-shot white balance the model's
+    input needs (:func:`unisp.isp.awb.warn_lacking_gains`).
+
+    Args:
+        model: the generator (its ``input_wb`` says how tiles are white-balanced).
+        tile: tile edge in packed pixels.
+        depth: bits per output channel, 8 or 16.
+        device: ``auto``, ``cpu`` or ``cuda[:N]``; only ``auto`` or ``cpu`` with a CPU-only backend.
+        backend: one of :data:`BACKENDS`.
+        threads: the backend's CPU threads (``None``: its default).
+
+    Yields:
+        ``convert(frame, progress)``: the frame at full resolution as an ``(H, W, 3)`` integer
+        image, rotated per its orientation. ``progress`` (a :func:`unisp.progress.progress_display`,
+        or None) gets a task counting the frame's tiles, removed when the frame is done.
+
+    Raises:
+        UnispError: a bad backend or device, or a backend that cannot run here (saying why).
+    """
+    from unisp.device import resolve_device
+    from unisp.isp.awb import lacks_input_gains, warn_lacking_gains
+    from unisp.isp.orientation import apply_orientation
+
+    dev = resolve_device(runtime_device(backend, device))
+    model = model.to(dev)
+    lacking_gains: list[bool] = []  # per frame: whether it lacked the as-shot white balance the model's input needs
+
+    with open_runner(model, backend, threads) as runner:
+
+        def convert(frame: RawFrame, progress: Any = None) -> np.ndarray:
+            lacking_gains.append(lacks_input_gains(frame, model.input_wb))
+            advance = None
+            if progress is not None:
+                # The frame's tiles: a bar on a terminal, no plain lines (the files' task has them).
+                name = frame.path.name if frame.path is not None else "frame"
+                task = progress.add_task(f"  {name}", total=count_tiles(model, frame, tile), plain=False)
+                advance = lambda n: progress.advance(task, n)  # noqa: E731
+            image = run_tiled(model, frame, tile=tile, depth=depth, device=dev, runner=runner.run, progress=advance)
+            if progress is not None:
+                progress.remove_task(task)
+            return apply_orientation(image, frame.orientation, dims=(0, 1))
+
+        try:
+            yield convert
+        finally:
+            warn_lacking_gains(sum(lacking_gains), len(lacking_gains), "files processed")
 
 
-def count_tiles(model: nn.Module, frame: RawFrame, tile: int = DEFAULT_TILE) -> int:
-    """Number of tiles :func:`run_tiled` will run for ``frame``."""
-    tile, _ = tiling(model, frame, tile)
-    return math.ceil(frame.height / 2 / tile) * math.ceil(frame.width / 2 / tile)
+def convert_files(
+    files: Sequence[Path],
+    out: Path,
+    read: Callable[[Path], RawFrame],
+    convert: Callable[[RawFrame, Any], np.ndarray],
+    *,
+    suffix: str = ".png",
+    depth: int = 8,
+    progress: Any = None,
+) -> tuple[int, list[tuple[Path, str]]]:
+    """Read each RAW file, ``convert(frame, progress)`` it to an image and write it to ``out/STEM{suffix}``.
+
+    Every output path is checked before the first write (:func:`unisp.fileio.plan_outputs`: no
+    output overwrites an input, no two inputs share an output). A file that fails is listed and the
+    run goes on; nothing is written for it. What the files held is logged (one line per folder), and
+    an output folder this call created is removed again when nothing was written into it.
+
+    Args:
+        files: RAW files.
+        out: the output folder (created).
+        read: reads one RAW file.
+        convert: the frame as an ``(H, W, 3)`` image (``progress`` is passed on to it).
+        suffix: the output extension (``.png``, ``.tif``).
+        depth: bits per channel written, 8 or 16.
+        progress: a :func:`unisp.progress.progress_display` (one task counting the files), or None.
+
+    Returns:
+        ``(files written, [(file, one-line message)] for each that failed)``.
+    """
+    targets = plan_outputs(list(files), out, suffix)
+    created = not out.exists()
+    prepare_output_dir(out)
+    done, failures, read_facts = 0, [], []
+    task = progress.add_task("files", total=len(files)) if progress is not None else None
+    for path, target in zip(files, targets):
+        try:
+            frame = read(path)
+            read_facts.append(FrameFacts.of(frame))
+            write_image(target, convert(frame, progress), depth=depth)
+            done += 1
+        except UnispError as e:  # a message from deeper down may not say which file it was about
+            failures.append((path, str(e) if str(path) in str(e) else f"{path}: {e}"))
+        if progress is not None:
+            progress.advance(task)
+    log_summary(read_facts)
+    if created and not done:  # leave no empty folder behind a run that wrote nothing
+        with contextlib.suppress(OSError):
+            out.rmdir()
+    return done, failures

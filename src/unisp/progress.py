@@ -69,7 +69,12 @@ def stage_reporter(progress: Progress | PlainProgress) -> Callable[[str, int, in
 
 
 def duration(seconds: float) -> str:
-    """``"45 s"``, ``"3 min 05 s"`` or ``"2 h 07 min"``."""
+    """``"45 s"``, ``"3 min 05 s"`` or ``"2 h 07 min"``.
+
+    Example:
+        >>> duration(45), duration(185), duration(7620)
+        ('45 s', '3 min 05 s', '2 h 07 min')
+    """
     seconds = int(round(seconds))
     if seconds < MINUTE:
         return f"{seconds} s"

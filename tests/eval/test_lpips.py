@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unisp.errors import UnispError
-from unisp.eval.metrics import ALEXNET_WEIGHTS_FILE, alexnet_weights_path, load_lpips_alex, lpips_alex
+from unisp.metrics import ALEXNET_WEIGHTS_FILE, alexnet_weights_path, load_lpips_alex, lpips_alex
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_weights_path_follows_torch_home(torch_home):
 
 
 def test_missing_weights_give_one_warning_and_no_model(torch_home, caplog):
-    with caplog.at_level(logging.WARNING, logger="unisp.eval.metrics"):
+    with caplog.at_level(logging.WARNING, logger="unisp.metrics"):
         assert load_lpips_alex() is None
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
@@ -54,7 +54,7 @@ def test_direct_call_without_weights_raises(torch_home):
 def test_a_file_that_is_not_alexnet_is_refused(torch_home, caplog):
     alexnet_weights_path().parent.mkdir(parents=True)
     torch.save({"conv.weight": torch.zeros(2)}, alexnet_weights_path())
-    with caplog.at_level(logging.WARNING, logger="unisp.eval.metrics"):
+    with caplog.at_level(logging.WARNING, logger="unisp.metrics"):
         assert load_lpips_alex() is None
     assert "not an AlexNet state dict" in caplog.text
 

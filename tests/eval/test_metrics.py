@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unisp.errors import UnispError
-from unisp.eval.metrics import (
+from unisp.metrics import (
     CIEDE2000_L_MID,
     MS_SSIM_BETAS,
     SSIM_K1,
@@ -28,16 +28,16 @@ def test_identical_images_are_infinite():
     assert torch.isinf(psnr(x, x)).all()
 
 
-def test_known_offset():
+def test_known_offset(device):
     # A constant offset d gives MSE d², so PSNR = −20·log10(d): d = 0.01 → 40 dB.
-    x = torch.rand(3, 16, 16) * 0.9
-    assert math.isclose(float(psnr(x + 0.01, x)), 40.0, abs_tol=1e-3)
+    x = torch.rand(3, 16, 16, device=device) * 0.9
+    assert math.isclose(float(psnr(x + 0.01, x).cpu()), 40.0, abs_tol=1e-3)
 
 
-def test_per_image_in_a_batch():
-    x = torch.zeros(2, 3, 4, 4)
-    y = torch.stack([torch.full((3, 4, 4), 0.1), torch.full((3, 4, 4), 0.01)])
-    assert torch.allclose(psnr(x, y), torch.tensor([20.0, 40.0]))
+def test_per_image_in_a_batch(device):
+    x = torch.zeros(2, 3, 4, 4, device=device)
+    y = torch.stack([torch.full((3, 4, 4), 0.1), torch.full((3, 4, 4), 0.01)]).to(device)
+    assert torch.allclose(psnr(x, y).cpu().float(), torch.tensor([20.0, 40.0]))
 
 
 def test_shape_mismatch():
@@ -52,9 +52,9 @@ def _constant(value: float, size: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("metric", [ssim, ms_ssim])
-def test_identical_images_score_one(metric):
-    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    out = metric(x, x)
+def test_identical_images_score_one(metric, device):
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)).to(device)
+    out = metric(x, x).cpu()
     assert out.shape == (2,)
     assert torch.allclose(out, torch.ones(2), atol=1e-6)
 
@@ -230,5 +230,5 @@ def test_delta_e_identical_is_zero_and_mean_over_pixels(monkeypatch):
     per_pixel = ciede2000(srgb_to_lab(x.double()), srgb_to_lab(y.double()))
     expected = per_pixel.flatten(-2).mean(-1).float()
     # Computing in row bands (here 1 row of 7 px per band) must not change the mean.
-    monkeypatch.setattr("unisp.eval.metrics.DELTA_E_CHUNK_PIXELS", 5)
+    monkeypatch.setattr("unisp.metrics.DELTA_E_CHUNK_PIXELS", 5)
     assert torch.allclose(delta_e2000(x, y), expected, rtol=1e-6)

@@ -25,12 +25,12 @@ from unisp.cli import app
 from unisp.config import load_config
 from unisp.errors import UnispError
 from unisp.eval import report as R
-from unisp.eval.metrics import psnr
+from unisp.metrics import psnr
 from unisp.eval.plots import line_chart, log_ticks, nice_ticks
 from unisp.fileio import read_rgb, write_image
 from unisp.models.checkpoint import load_model, save_model
 from unisp.models.registry import build_model, model_info
-from unisp.process import run_tiled
+from unisp.models.tiled import run_tiled
 from unisp.raw.io import read_raw
 from unisp.synth.dataset import synthesize_folder
 from unisp.train.config import TrainConfig
@@ -237,9 +237,7 @@ def test_report_scores_against_ground_truth(dataset, tmp_path):
     assert "against the ground truth" in html and "training target" not in html
     # The table's PSNR of the model on each shown image is the metric on the full output vs the file.
     model, _ = load_model(run / "model.safetensors")
-    from unisp.train.loop import split_files
-
-    _, val = split_files(load_config(TrainConfig, run / "config.yaml"))
+    _, val = load_config(TrainConfig, run / "config.yaml").split_files()
     for f in val:
         value = float(psnr(run_tiled(model, read_raw(f))[None], read_rgb(dataset / "rgb" / f"{f.stem}.png")[None])[0])
         assert f"<td>{f.stem}</td><td>{value:.2f}</td>" in html
@@ -292,8 +290,8 @@ def test_eval_save_writes_record_and_report(dataset, tmp_path):
     assert labels == {"classical", "model (saved output)", "ground truth"}
 
 
-def make_demo(folder: Path, data: Path) -> Path:
-    """The files ``unisp demo`` writes, in miniature."""
+def make_demo(folder: Path, data: Path, manifest: bool = True) -> Path:
+    """The files ``unisp demo`` writes, in miniature; without ``manifest``, as an older demo wrote them."""
     for stage in ("stage1", "stage2"):
         make_run(folder / stage, data)
     shutil.copytree(data / "raw", folder / "data" / "test" / "raw")
@@ -303,6 +301,14 @@ def make_demo(folder: Path, data: Path) -> Path:
     means = {"classical (menon)": {"psnr": 25.0, "ssim": 0.9, "delta_e2000": 3.0},
              "stage 2, unpaired (efficient_isp)": {"psnr": 18.25, "ssim": 0.7, "delta_e2000": 9.5}}
     summary = {"held_out": ["img0", "img1", "img2"], "mean": means, "stage1_seconds": 1.0, "stage2_seconds": 2.0}
+    if manifest:
+        summary["manifest"] = R.DemoManifest(
+            facts=[("held-out images", "img0, img1, img2"), ("stage 1", "1.0 s"), ("stage 2", "2.0 s")],
+            table="mean", held_out=["img0", "img1", "img2"], held_out_raw="data/test/raw", held_out_truth="data/test/rgb",
+            classical="menon", stages={"stage 1": "stage1/model.safetensors", "stage 2": "stage2/model.safetensors"},
+            sample_name="bundled frame", samples={k: f"sample_{k}.png" for k in ("classical", "stage1", "stage2")},
+            compare=[], compare_columns=[],
+        ).to_json()
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -315,6 +321,37 @@ def test_demo_folder_report(dataset, tmp_path):
     assert len(labels) == 3 * 4 + 3
     assert "18.25" in html and "Model card: stage 1" in html and "Model card: stage 2" in html
     assert "Training curves: stage 1" in html and "Training curves: stage 2" in html
+
+
+def test_an_older_demo_folder_is_a_clear_error(dataset, tmp_path):
+    folder = make_demo(tmp_path / "demo", dataset, manifest=False)
+    with pytest.raises(UnispError, match=r"summary.json: no 'manifest' \(written by an older unisp demo.*run `unisp demo` again"):
+        R.write_report(folder)
+
+
+def test_demo_report_follows_the_manifest_not_the_layout(dataset, tmp_path):
+    folder = make_demo(tmp_path / "demo", dataset)
+    (folder / "stage1").rename(folder / "first")
+    (folder / "data").rename(folder / "heldout")
+    (folder / "sample_stage2.png").unlink()
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["manifest"].update(stages={"stage 1": "first/model.safetensors", "stage 2": "stage2/model.safetensors"},
+                               held_out_raw="heldout/test/raw", held_out_truth="heldout/test/rgb", classical="bilinear",
+                               samples={"stage1": "sample_stage1.png", "classical": "sample_classical.png"})
+    (folder / "summary.json").write_text(json.dumps(summary))
+    html = R.write_report(folder).read_text()
+    labels = [a["data-label"] for a in Tags(html).all("img") if a.get("data-label")]
+    assert labels.count("classical (bilinear)") == 3 and labels.count("ground truth") == 3 and labels[-2:] == ["stage1", "classical"]
+    assert "Training curves: stage 1" in html and "not shown" not in html
+
+
+def test_a_damaged_demo_manifest_is_a_clear_error(dataset, tmp_path):
+    folder = make_demo(tmp_path / "demo", dataset)
+    summary = json.loads((folder / "summary.json").read_text())
+    del summary["manifest"]["stages"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(UnispError, match="the manifest lacks stages"):
+        R.write_report(folder)
 
 
 def test_train_writes_the_report_and_a_failed_report_does_not_fail_training(dataset, tmp_path, monkeypatch):

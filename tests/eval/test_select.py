@@ -28,7 +28,7 @@ from unisp.eval.select import (
 from unisp.fileio import write_image
 from unisp.models.checkpoint import save_model
 from unisp.models.efficient import EfficientISP
-from unisp.process import run_tiled
+from unisp.models.tiled import run_tiled
 from unisp.raw.io import find_raw_files, read_raw
 from unisp.synth.bundled import bundled_photos
 from unisp.synth.dataset import synthesize_folder

@@ -19,7 +19,7 @@ from unisp.errors import ConfigError, UnispError
 from unisp.export import fused
 from unisp.export.fused import FusedISP, bf16_unavailable_reason, fused_forward, load_kernel, supports
 from unisp.models.registry import build_model
-from unisp.process import run_tiled
+from unisp.models.tiled import run_tiled
 from unisp.raw.frame import RawFrame
 
 #: The issue's tolerance for a fast backend against the torch backend (float32).

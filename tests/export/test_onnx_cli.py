@@ -16,7 +16,8 @@ from unisp.errors import UnispError
 from unisp.export.onnx import OnnxRunner
 from unisp.fileio import read_pixels
 from unisp.models.checkpoint import save_model
-from unisp.process import backend, run_tiled
+from unisp.models.tiled import run_tiled
+from unisp.process import open_runner
 from unisp.raw.bayer import CFA
 from unisp.raw.frame import RawFrame
 
@@ -86,9 +87,10 @@ def test_onnxruntime_backend_equals_torch(isp_model):
     frame = random_frame(70, 94, CFA.BGGR)
     with torch.no_grad():
         full = isp_model.infer(frame.normalized().unsqueeze(0))[0]
-    with backend(isp_model, "onnxruntime", threads=1) as runner:
-        assert isinstance(runner, OnnxRunner) and runner.metadata["precision"] == "fp32"
-        path = Path(runner.name)
+    with open_runner(isp_model, "onnxruntime", threads=1) as runner:
+        assert isinstance(runner.run, OnnxRunner) and runner.run.metadata["precision"] == "fp32"
+        assert "dynamic shape" in runner.note
+        path = Path(runner.run.name)
         assert path.is_file()
         for tile in (8, 13, 64):
             want = run_tiled(isp_model, frame, tile=tile)
@@ -100,11 +102,14 @@ def test_onnxruntime_backend_equals_torch(isp_model):
 
 
 def test_backend_choice(isp_model):
-    with backend(isp_model, "torch") as runner:
-        assert runner is None
-    with pytest.raises(UnispError, match="--backend must be one of"):
-        with backend(isp_model, "tensorrt"):
-            pass
+    # torch runs the model itself: the same output as run_tiled without a runner.
+    frame = random_frame(24, 40)
+    with open_runner(isp_model, "torch") as runner:
+        assert torch.equal(run_tiled(isp_model, frame, tile=8, runner=runner), run_tiled(isp_model, frame, tile=8))
+    for name in ("tensorrt", "compile", "tflite"):  # unknown, or built for one fixed shape (not tiles)
+        with pytest.raises(UnispError, match="--backend must be one of torch, onnxruntime, fused, fused-bf16"):
+            with open_runner(isp_model, name):
+                pass
 
 
 def test_cli_process_backends_agree(model_file, tmp_path):

@@ -18,7 +18,7 @@ pytest.importorskip("ai_edge_litert", reason="the [mobile] extra (ai-edge-litert
 pytest.importorskip("ai_edge_quantizer", reason="the [mobile] extra (ai-edge-quantizer) is not installed: pip install -e '.[mobile]'")
 
 from unisp.errors import ConfigError, UnispError  # noqa: E402
-from unisp.eval.metrics import psnr  # noqa: E402
+from unisp.metrics import psnr  # noqa: E402
 from unisp.export import parity  # noqa: E402
 from unisp.export.graph import ExportGraph, SensorCalibration  # noqa: E402
 from unisp.export.tflite import (  # noqa: E402

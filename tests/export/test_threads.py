@@ -34,4 +34,4 @@ def test_runtimes_refuse_more_threads_than_cpus():
     with pytest.raises(ConfigError, match=f"threads {too_many}"):
         FusedISP(build_model("efficient_isp"), threads=too_many)
     with pytest.raises(ConfigError, match=f"threads {too_many}"):  # before torch.set_num_threads sees it
-        run_latency(build_model("efficient_isp"), height=8, width=8, threads=too_many, backends=["eager"])
+        run_latency(build_model("efficient_isp"), height=8, width=8, threads=too_many, backends=["torch"])

@@ -16,10 +16,10 @@ from unisp.raw.frame import RawFrame
 # --- BLC ---------------------------------------------------------------------------------------
 
 
-def test_normalize_known_values():
+def test_normalize_known_values(device):
     # (543.5 - 64) / (1023 - 64) = 479.5 / 959 = 0.5; 64 → 0; 1023 → 1.
-    planes = torch.tensor([543.5, 64.0, 1023.0, 0.0]).view(1, 4, 1, 1)
-    assert normalize(planes, 64, 1023).flatten().tolist() == [0.5, 0.0, 1.0, 0.0]
+    planes = torch.tensor([543.5, 64.0, 1023.0, 0.0], device=device).view(1, 4, 1, 1)
+    assert normalize(planes, 64, 1023).cpu().flatten().tolist() == [0.5, 0.0, 1.0, 0.0]
     assert normalize(planes, 64, 1023, clip=False)[0, 3, 0, 0].item() == pytest.approx(-64 / 959)
 
 
@@ -53,14 +53,14 @@ def test_normalize_errors(black, white, match):
 # --- AWB ---------------------------------------------------------------------------------------
 
 
-def test_white_balance_known_values_and_batch():
-    planes = torch.ones(2, 4, 1, 1)
-    gains = torch.tensor([[2.0, 1.0, 1.5], [1.0, 0.5, 3.0]])
-    out = apply_white_balance(planes, gains)
+def test_white_balance_known_values_and_batch(device):
+    planes = torch.ones(2, 4, 1, 1, device=device)
+    gains = torch.tensor([[2.0, 1.0, 1.5], [1.0, 0.5, 3.0]], device=device)
+    out = apply_white_balance(planes, gains).cpu()
     # R gets the red gain, both greens the green gain, B the blue gain.
     assert out[0].flatten().tolist() == [2.0, 1.0, 1.0, 1.5]
     assert out[1].flatten().tolist() == [1.0, 0.5, 0.5, 3.0]
-    assert torch.equal(apply_white_balance(planes, (2.0, 1.0, 1.5)), out[:1].expand(2, 4, 1, 1))
+    assert torch.equal(apply_white_balance(planes, (2.0, 1.0, 1.5)).cpu(), out[:1].expand(2, 4, 1, 1))
 
 
 def test_gray_world_known_values():
@@ -104,11 +104,11 @@ def test_ccm_identity():
     assert torch.equal(apply_ccm(rgb, torch.eye(3)), rgb)
 
 
-def test_ccm_hand_computed():
+def test_ccm_hand_computed(device):
     # [[1, 2, 0], [0, 1, 0], [0.5, 0, 1]] @ (0.1, 0.2, 0.3) = (0.1 + 0.4, 0.2, 0.05 + 0.3) = (0.5, 0.2, 0.35).
-    matrix = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 1.0]], dtype=torch.float64)
-    rgb = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64).view(1, 3, 1, 1).expand(1, 3, 2, 2)
-    out = apply_ccm(rgb, matrix)
+    matrix = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 1.0]], dtype=torch.float64, device=device)
+    rgb = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64, device=device).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    out = apply_ccm(rgb, matrix).cpu()
     assert torch.allclose(out, torch.tensor([0.5, 0.2, 0.35], dtype=torch.float64).view(1, 3, 1, 1).expand(1, 3, 2, 2))
 
 

@@ -45,12 +45,12 @@ def test_shapes_and_dtype(method, cfa):
 
 @pytest.mark.parametrize("method", TORCH_METHODS)
 @pytest.mark.parametrize("cfa", PATTERNS)
-def test_constant_colour_is_exact_everywhere(method, cfa):
+def test_constant_colour_is_exact_everywhere(method, cfa, device):
     # Every kernel's weights on each colour sum to 1 (Malvar's gradient terms sum to 0), and reflect
     # padding keeps the CFA phase, so a flat colour comes back exactly, borders included. Dyadic
     # values and kernel weights make the float64 arithmetic exact, hence torch.equal.
     image = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64).view(3, 1, 1).expand(3, 6, 8)
-    out = demosaic(mosaic_of(image, cfa), cfa, method)[0]
+    out = demosaic(mosaic_of(image, cfa).to(device), cfa, method)[0].cpu()
     assert torch.equal(out, image)
 
 
@@ -186,7 +186,7 @@ def test_ahd_matches_libraw(tmp_path):
     samples = np.round(mosaic_of(linear, "RGGB")[0, 0].numpy() * 65535).astype(np.uint16)
     dng = tmp_path / "kodim19.dng"
     write_dng(dng, samples, "RGGB", black_level=0, white_level=65535, as_shot_neutral=[1, 1, 1],
-              color_matrix=np.linalg.inv(np.array(SRGB_TO_XYZ)))
+              colour_matrix=np.linalg.inv(np.array(SRGB_TO_XYZ)))
     with rawpy.imread(str(dng)) as raw:
         out = raw.postprocess(demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD, output_color=rawpy.ColorSpace.raw,
                               gamma=(1, 1), no_auto_bright=True, user_wb=[1, 1, 1, 1], output_bps=16, user_flip=0)

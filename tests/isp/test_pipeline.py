@@ -61,7 +61,7 @@ def test_same_scene_in_every_pattern_renders_the_same(method, margin):
     scene = np.stack([100 + 8 * y + 6 * x, 200 + 10 * y - 4 * x, 150 + 3 * y + 9 * x])
     truth = torch.from_numpy((scene - BLACK) / (WHITE - BLACK) * np.array(GAINS)[:, None, None]).float()
     expected = srgb_encode(truth)[:, margin:-margin, margin:-margin]
-    config = ISPConfig(demosaic=method, color_matrix="identity")
+    config = ISPConfig(demosaic=method, colour_matrix="identity")
     for cfa in PATTERNS:
         frame = RawFrame(mosaic_scene(scene, cfa), cfa, (BLACK,) * 4, WHITE, wb_gains=GAINS)
         out = render_frame(frame, config)[:, margin:-margin, margin:-margin]
@@ -83,13 +83,13 @@ def test_clip_keeps_saturated_highlights_white():
 
 
 def test_metadata_matrix_is_used():
-    # A matrix that swaps red and blue: with color_matrix="metadata" the channels come out swapped
+    # A matrix that swaps red and blue: with colour_matrix="metadata" the channels come out swapped
     # relative to "identity".
     swap = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     rng = np.random.default_rng(1)
     frame = RawFrame(rng.integers(BLACK, 600, (8, 8)).astype(np.uint16), "RGGB", (BLACK,) * 4, WHITE, GAINS, swap)
-    with_matrix = render_frame(frame, ISPConfig(color_matrix="metadata"))
-    without = render_frame(frame, ISPConfig(color_matrix="identity"))
+    with_matrix = render_frame(frame, ISPConfig(colour_matrix="metadata"))
+    without = render_frame(frame, ISPConfig(colour_matrix="identity"))
     assert torch.allclose(with_matrix, without[[2, 1, 0]])
 
 
@@ -153,7 +153,7 @@ def test_gradcheck_render(config):
 
 def test_training_target_is_the_papers_content_target():
     # "demosaic + white balance + gamma": no colour matrix, no tone curve, differentiable demosaic.
-    assert TRAINING_TARGET.color_matrix == "identity" and not TRAINING_TARGET.tone_curve
+    assert TRAINING_TARGET.colour_matrix == "identity" and not TRAINING_TARGET.tone_curve
     assert TRAINING_TARGET.white_balance == "as_shot" and TRAINING_TARGET.demosaic in ("bilinear", "malvar")
 
 
@@ -162,7 +162,7 @@ def test_training_target_is_the_papers_content_target():
     [
         ("demosaic", "vng", r"ISPConfig\.demosaic must be one of 'bilinear', 'malvar', 'ahd', 'menon', got 'vng'"),
         ("white_balance", "auto", r"ISPConfig\.white_balance must be one of 'as_shot', 'gray_world', 'none'"),
-        ("color_matrix", None, r"ISPConfig\.color_matrix must be one of 'metadata', 'identity', got None"),
+        ("colour_matrix", None, r"ISPConfig\.colour_matrix must be one of 'metadata', 'identity', got None"),
         ("tone_curve", "yes", r"ISPConfig\.tone_curve must be true or false"),
         ("clip", 1, r"ISPConfig\.clip must be true or false"),
     ],
@@ -187,10 +187,10 @@ def test_gamma22_transfer_and_stretch_hand_computed():
     # Flat colour (472, 236, 354)/959 as in test_flat_grey_frame_hand_computed, plus one darker
     # sample: after demosaicing the image spans [lo, hi]; stretching maps hi → 1, lo → 0.
     frame = RawFrame(np.full((6, 8), 300, np.uint16), "RGGB", (BLACK,) * 4, WHITE, wb_gains=GAINS)
-    plain = render_frame(frame, ISPConfig(demosaic="bilinear", color_matrix="identity", transfer="gamma22"))
+    plain = render_frame(frame, ISPConfig(demosaic="bilinear", colour_matrix="identity", transfer="gamma22"))
     expected = torch.tensor([472 / 959, 236 / 959, 354 / 959]) ** (1 / 2.2)
     torch.testing.assert_close(plain, expected.view(3, 1, 1).expand(3, 6, 8), atol=1e-6, rtol=0)
-    stretched = render_frame(frame, ISPConfig(demosaic="bilinear", color_matrix="identity", transfer="gamma22", stretch=True))
+    stretched = render_frame(frame, ISPConfig(demosaic="bilinear", colour_matrix="identity", transfer="gamma22", stretch=True))
     # Linear (0.49218, 0.24609, 0.36913): stretched to (1, 0, 0.5), then ^(1/2.2).
     torch.testing.assert_close(stretched[:, 0, 0], torch.tensor([1.0, 0.0, 0.5 ** (1 / 2.2)]), atol=1e-5, rtol=0)
 
@@ -199,7 +199,7 @@ def test_stretch_uses_each_whole_image_across_bands():
     # Taller than one band of rows: the extremes are the whole image's, so banding changes nothing.
     g = torch.Generator().manual_seed(0)
     planes = torch.rand(2, 4, 80, 12, generator=g) * 0.5
-    config = ISPConfig(demosaic="malvar", color_matrix="identity", stretch=True)
+    config = ISPConfig(demosaic="malvar", colour_matrix="identity", stretch=True)
     out = render(planes, "RGGB", wb_gains=torch.ones(3), config=config)
     for image in out:
         assert image.min().item() == pytest.approx(0.0, abs=1e-6) and image.max().item() == pytest.approx(1.0, abs=1e-6)

@@ -26,26 +26,26 @@ def test_kernel_values():
 
 
 @pytest.mark.parametrize("size, sigma", [(21, 3.0), (5, 1.0), (7, 0.8)])
-def test_blur_matches_torchvision(size, sigma):
+def test_blur_matches_torchvision(size, sigma, device):
     # torchvision's gaussian_blur uses the same sampled, normalised kernel and reflect padding.
     image = torch.rand(2, 3, 24, 30)
-    ours = gaussian_blur(image, size, sigma)
+    ours = gaussian_blur(image.to(device), size, sigma).cpu()
     torch.testing.assert_close(ours, TF.gaussian_blur(image, [size, size], [sigma, sigma]), atol=1e-6, rtol=1e-5)
 
 
-def test_blur_is_the_2d_kernel():
+def test_blur_is_the_2d_kernel(device):
     # An impulse far from the border comes back as the outer product of the 1-D taps.
-    image = torch.zeros(1, 1, 21, 21)
+    image = torch.zeros(1, 1, 21, 21, device=device)
     image[0, 0, 10, 10] = 1.0
     taps = gaussian_kernel1d(9, 2.0)
-    out = gaussian_blur(image, 9, 2.0)
+    out = gaussian_blur(image, 9, 2.0).cpu()
     torch.testing.assert_close(out[0, 0, 6:15, 6:15], torch.outer(taps, taps))
 
 
-def test_blur_keeps_constant_image_and_border():
+def test_blur_keeps_constant_image_and_border(device):
     # Reflect padding: a constant image stays constant up to its edges (zero padding would darken them).
-    image = torch.full((1, 3, 12, 16), 0.6)
-    torch.testing.assert_close(gaussian_blur(image, 21, 3.0), image)
+    image = torch.full((1, 3, 12, 16), 0.6, device=device)
+    torch.testing.assert_close(gaussian_blur(image, 21, 3.0).cpu(), image.cpu())
 
 
 def test_blur_gradcheck():
@@ -83,10 +83,10 @@ def test_colour_features_blur_then_resize(patch):
     assert tokens.shape == (2, 16, 3)
 
 
-def test_colour_features_keep_mean_colour():
+def test_colour_features_keep_mean_colour(device):
     # Blur and bilinear resize preserve a constant colour, so every token is that colour.
-    rgb = torch.tensor([0.9, 0.3, 0.1]).view(1, 3, 1, 1).expand(1, 3, 32, 32)
-    tokens = colour_features(rgb, RecordingTokens(), 21, 3.0)
+    rgb = torch.tensor([0.9, 0.3, 0.1], device=device).view(1, 3, 1, 1).expand(1, 3, 32, 32)
+    tokens = colour_features(rgb, RecordingTokens(), 21, 3.0).cpu()
     torch.testing.assert_close(tokens, torch.tensor([0.9, 0.3, 0.1]).expand(1, 16, 3))
 
 
@@ -98,14 +98,14 @@ def test_discriminator_shape_and_size():
     assert disc(torch.randn(3, 196, 768)).shape == (3,)
 
 
-def test_discriminator_averages_per_token_logits():
+def test_discriminator_averages_per_token_logits(device):
     torch.manual_seed(0)
-    disc = ColourDiscriminator(6, hidden=8)
-    tokens = torch.randn(2, 5, 6)
+    disc = ColourDiscriminator(6, hidden=8).to(device)
+    tokens = torch.randn(2, 5, 6).to(device)
     per_token = torch.stack([disc.mlp(tokens[:, i]) for i in range(5)], dim=1).squeeze(-1)
-    torch.testing.assert_close(disc(tokens), per_token.mean(dim=1))
+    torch.testing.assert_close(disc(tokens).cpu(), per_token.mean(dim=1).cpu())
     # Hence the order of the tokens does not matter.
-    torch.testing.assert_close(disc(tokens[:, torch.randperm(5)]), disc(tokens))
+    torch.testing.assert_close(disc(tokens[:, torch.randperm(5)]).cpu(), disc(tokens).cpu())
 
 
 def test_discriminator_rejects_wrong_width():

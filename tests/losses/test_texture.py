@@ -28,9 +28,9 @@ from unisp.losses.texture import (
         ((0.2, 0.4, 0.6), 0.299 * 0.2 + 0.587 * 0.4 + 0.114 * 0.6),
     ],
 )
-def test_grayscale_values(rgb, luma):
-    image = torch.tensor(rgb).view(1, 3, 1, 1).expand(2, 3, 3, 4)
-    gray = grayscale(image)
+def test_grayscale_values(rgb, luma, device):
+    image = torch.tensor(rgb, device=device).view(1, 3, 1, 1).expand(2, 3, 3, 4)
+    gray = grayscale(image).cpu()
     assert gray.shape == (2, 3, 3, 4)
     torch.testing.assert_close(gray, torch.full((2, 3, 3, 4), luma))
 
@@ -61,11 +61,11 @@ class RecordingTrunk(nn.Module):
         return rgb, 2 * F.avg_pool2d(rgb, 2)
 
 
-def test_texture_features_feeds_grayscale():
+def test_texture_features_feeds_grayscale(device):
     trunk = RecordingTrunk()
-    rgb = torch.rand(2, 3, 8, 8)
+    rgb = torch.rand(2, 3, 8, 8, device=device)
     low, high = texture_features(rgb, trunk)
-    torch.testing.assert_close(trunk.seen, grayscale(rgb))
+    torch.testing.assert_close(trunk.seen.cpu(), grayscale(rgb.cpu()))
     assert low.shape == (2, 3, 8, 8) and high.shape == (2, 3, 4, 4)
 
 
@@ -94,12 +94,12 @@ def test_discriminator_layers_are_the_papers():
 
 
 @pytest.mark.parametrize("channels, size", [(64, (63, 63)), (256, (15, 15)), (24, (7, 9)), (80, (1, 1))])
-def test_discriminator_every_layer_exists_at_construction(channels, size):
+def test_discriminator_every_layer_exists_at_construction(channels, size, device):
     # Sizes of the paper's maps for a 256 patch (AlexNet relu1 63×63, relu4 15×15) and odd ones.
     disc = TextureDiscriminator(channels, size)
     assert not any(isinstance(p, nn.parameter.UninitializedParameter) for p in disc.parameters())
     n_before = sum(p.numel() for p in disc.parameters())
-    out = disc(torch.randn(3, channels, *size))
+    out = disc.to(device)(torch.randn(3, channels, *size, device=device)).cpu()
     assert out.shape == (3,) and torch.isfinite(out).all()
     assert sum(p.numel() for p in disc.parameters()) == n_before  # the forward created nothing
 

@@ -8,30 +8,30 @@ import torch
 from unisp.losses.tv import total_variation
 
 
-def test_ramp_gives_sum_of_squared_slopes():
+def test_ramp_gives_sum_of_squared_slopes(device):
     # x[h, w] = a·w + b·h: every horizontal difference is a, every vertical one b, so the two
     # means of squares are a² and b².
     a, b = 0.25, -0.5
-    h, w = torch.meshgrid(torch.arange(5.0), torch.arange(7.0), indexing="ij")
+    h, w = torch.meshgrid(torch.arange(5.0, device=device), torch.arange(7.0, device=device), indexing="ij")
     image = (a * w + b * h).expand(2, 3, 5, 7)
     assert total_variation(image).item() == pytest.approx(a**2 + b**2)
 
 
-def test_checkerboard():
+def test_checkerboard(device):
     # A 0/1 checkerboard: every neighbour differs by ±1 in both directions → 1 + 1.
-    h, w = torch.meshgrid(torch.arange(4), torch.arange(6), indexing="ij")
+    h, w = torch.meshgrid(torch.arange(4, device=device), torch.arange(6, device=device), indexing="ij")
     image = ((h + w) % 2).float()[None, None]
     assert total_variation(image).item() == pytest.approx(2.0)
 
 
-def test_constant_image_is_zero():
-    assert total_variation(torch.full((1, 3, 4, 4), 0.7)).item() == 0.0
+def test_constant_image_is_zero(device):
+    assert total_variation(torch.full((1, 3, 4, 4), 0.7, device=device)).item() == 0.0
 
 
-def test_means_not_sums():
+def test_means_not_sums(device):
     # Top row 0 1 1 1, bottom row 0 0 0 0. Horizontal: one of 6 pairs differs by 1 → 1/6.
     # Vertical: 3 of 4 columns differ by 1 → 3/4.
-    image = torch.tensor([[[[0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]]])
+    image = torch.tensor([[[[0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]]], device=device)
     assert total_variation(image).item() == pytest.approx(1 / 6 + 3 / 4)
 
 

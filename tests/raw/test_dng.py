@@ -32,7 +32,7 @@ def test_round_trip_through_libraw(tmp_path, cfa, layout):
     black = (10, 20, 30, 40)  # distinct per plane, so a mix-up of planes cannot pass
     path = tmp_path / "shot.dng"
     write_dng(path, data, cfa, black_level=black, white_level=4095, as_shot_neutral=(0.5, 1.0, 0.8),
-              color_matrix=XYZ_TO_CAM)
+              colour_matrix=XYZ_TO_CAM)
     frame = read_raw(path, layout=layout)
 
     np.testing.assert_array_equal(frame.mosaic, data)
@@ -114,7 +114,7 @@ def test_real_camera_matrices_pass_the_plausibility_check(tmp_path, caplog, make
 def test_written_dng_keeps_its_calibration_without_warnings(tmp_path, caplog):
     path = tmp_path / "w.dng"
     write_dng(path, mosaic(), "RGGB", black_level=(10, 20, 30, 40), white_level=4095, as_shot_neutral=(0.5, 1, 0.8),
-              color_matrix=XYZ_TO_CAM, orientation=8)
+              colour_matrix=XYZ_TO_CAM, orientation=8)
     with caplog.at_level(logging.WARNING):
         frame = read_raw(path)
     assert caplog.text == ""
@@ -138,7 +138,7 @@ def test_cfa_pattern_naming_a_missing_colour_plane_is_refused(tmp_path, planes):
 def test_tags_written(tmp_path):
     path = tmp_path / "t.dng"
     write_dng(path, mosaic(), "GBRG", black_level=(1, 2, 3, 4), white_level=4095, as_shot_neutral=(0.5, 1, 0.8),
-              color_matrix=XYZ_TO_CAM, orientation=6, camera_model="test cam")
+              colour_matrix=XYZ_TO_CAM, orientation=6, camera_model="test cam")
     with tifffile.TiffFile(path) as tif:
         tags = tif.pages[0].tags
         value = {t.code: t.value for t in tags.values()}
@@ -173,8 +173,8 @@ def test_fractional_black_is_a_rational(tmp_path):
         (dict(white_level=1023.5), "integer in 1..65535"),
         (dict(orientation=0), "EXIF code 1..8"),
         (dict(as_shot_neutral=(1, 0, 1)), "3 positive numbers"),
-        (dict(color_matrix=np.eye(4)), "must be 3×3"),
-        (dict(color_matrix=np.full((3, 3), 1e6)), "cannot be stored as a DNG rational"),
+        (dict(colour_matrix=np.eye(4)), "must be 3×3"),
+        (dict(colour_matrix=np.full((3, 3), 1e6)), "cannot be stored as a DNG rational"),
         (dict(cfa="RGBW"), "unknown CFA"),
     ],
 )

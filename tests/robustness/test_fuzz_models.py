@@ -231,7 +231,7 @@ MODEL_COMMANDS = {
     "info": lambda m, d, o: ["info", m],
     "process": lambda m, d, o: ["process", d, "--model", m, "--out", o],
     "export": lambda m, d, o: ["export", "--model", m, "--format", "onnx", "--out", o / "m.onnx"],
-    "bench": lambda m, d, o: ["bench", "latency", "--model", m, "--size", "8x8", "--repeats", "1", "--backend", "eager"],
+    "bench": lambda m, d, o: ["bench", "latency", "--model", m, "--size", "8x8", "--repeats", "1", "--backend", "torch"],
     "import-reference": lambda m, d, o: ["import-reference", m, "--out", o / "m.safetensors"],
 }
 
@@ -282,7 +282,7 @@ def test_bench_2x2_size_of_a_pooling_model():
 
 
 def test_bench_smallest_size_of_a_pooling_model():
-    result = invoke("bench", "latency", "--model", "rmfa_tiny", "--size", "4x4", "--repeats", "1", "--backend", "eager")
+    result = invoke("bench", "latency", "--model", "rmfa_tiny", "--size", "4x4", "--repeats", "1", "--backend", "torch")
     assert_success(result)
 
 

@@ -129,7 +129,7 @@ def test_a_bad_recipe_value_is_refused_naming_the_key():
 
 def test_onnx_inside_takes_the_gains_as_a_second_input(dngs, model_file, tmp_path):
     from unisp.export.onnx import OnnxRunner
-    from unisp.process import run_tiled
+    from unisp.models.tiled import run_tiled
 
     out = tmp_path / "m.onnx"
     result = invoke("export", "--model", model_file, "--format", "onnx", "--packing", "inside",

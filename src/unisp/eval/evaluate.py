@@ -18,17 +18,25 @@ import io
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import torch
 
+from unisp.data.files import index_by_stem, pair_by_stem
+from unisp.device import resolve_device
 from unisp.errors import UnispError
-from unisp.eval import metrics as M
-from unisp.fileio import list_images, read_rgb, write_text
+from unisp import metrics as M
+from unisp.eval.datasets import raw_and_truth_dirs
+from unisp.fileio import list_images, plan_outputs, read_rgb, same_file, write_image, write_text
+from unisp.isp.awb import lacks_input_gains, warn_lacking_gains
 from unisp.isp.lab import D65_WHITE_XYZ
+from unisp.models.tiled import run_tiled
+from unisp.raw.frame import RawFrame
+from unisp.raw.io import find_raw_files
+from unisp.raw.summary import FrameFacts, log_summary
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +270,8 @@ def compare_folders(
         UnispError: when a folder is missing or holds no images.
     """
     failures: list[str] = []
-    preds = _by_stem(Path(pred_dir), failures)
-    gts = _by_stem(Path(gt_dir), failures)
+    preds = index_by_stem(list_images(pred_dir), failures)
+    gts = index_by_stem(list_images(gt_dir), failures)
     for stem in sorted(preds.keys() - gts.keys()):
         failures.append(f"{preds[stem]}: no ground truth named {stem}.* in {gt_dir}")
     for stem in sorted(gts.keys() - preds.keys()):
@@ -287,15 +295,63 @@ def compare_folders(
     return result
 
 
-def _by_stem(folder: Path, failures: list[str]) -> dict[str, Path]:
-    """Images of ``folder`` by stem; a second file with a taken stem is a failure line."""
-    out: dict[str, Path] = {}
-    for path in list_images(folder):
-        if path.stem in out:
-            failures.append(f"{path}: same stem as {out[path.stem].name}, left out")
-        else:
-            out[path.stem] = path
-    return out
+def evaluate_model(
+    model: torch.nn.Module,
+    data: str | os.PathLike,
+    gt: str | os.PathLike | None,
+    read: Callable[[Path], RawFrame],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    device: str = "auto",
+    save: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """A model over a dataset's RAW files at full resolution (:func:`unisp.models.tiled.run_tiled`),
+    scored against the ground truth of the same stem (``unisp eval --model --data``).
+
+    Args:
+        model: the generator.
+        data: a dataset folder (``raw/`` + ``rgb/``, or a known layout: :func:`unisp.eval.datasets.raw_and_truth_dirs`).
+        gt: the ground-truth folder, when ``data`` is a folder of RAW files.
+        read: reads one RAW file (with the values the model was trained with).
+        metrics: as :func:`evaluate_images`.
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        save: a folder to write each output into (16-bit PNG, named by stem); never the RAW or ground-truth folder.
+        progress: as :func:`evaluate_images`.
+
+    Returns:
+        The scores; RAW files without ground truth are failure lines. What the RAW folder held is
+        logged (one line), and for an ``as_shot`` model how many files lacked white balance.
+    """
+    dev = resolve_device(device)
+    model = model.to(dev)
+    raw_dir, gt_dir = raw_and_truth_dirs(data, gt)
+    truths = list_images(gt_dir)
+    pairs, unmatched = pair_by_stem(find_raw_files(raw_dir), truths)
+    if save is not None:  # predictions written over the ground truth would then be scored against themselves
+        for folder, holds in ((raw_dir, "RAW inputs"), (gt_dir, "ground truth")):
+            if same_file(Path(save), folder):
+                raise UnispError(f"{save}: holds the {holds} of this evaluation; give --save another folder")
+        plan_outputs([raw for raw, _ in pairs], Path(save), ".png", protected=truths)
+
+    read_frames, lacking_gains = [], []
+
+    def outputs() -> Iterator[torch.Tensor]:
+        for path, _ in pairs:
+            frame = read(path)
+            read_frames.append(FrameFacts.of(frame))
+            lacking_gains.append(lacks_input_gains(frame, model.input_wb))
+            image = run_tiled(model, frame, device=dev)
+            if save is not None:
+                write_image(Path(save) / f"{path.stem}.png", image, depth=16)
+            yield image
+
+    result = evaluate_images(
+        outputs(), (read_rgb(truth) for _, truth in pairs), [raw.stem for raw, _ in pairs], metrics=metrics, progress=progress
+    )
+    log_summary(read_frames)
+    warn_lacking_gains(sum(lacking_gains), len(lacking_gains), "files evaluated")
+    result.failures += [f"{p}: no ground truth named {p.stem}.* in {gt_dir}" for p in unmatched]
+    return result
 
 
 def _number(value: float) -> float | str:

@@ -7,8 +7,11 @@ three kinds of folder:
            ``metrics.jsonl``, ``model.safetensors``, ``summary.json``, ``run.json``.
 ``eval``   the ``--save`` folder of ``unisp eval --model M --data D``: the model's outputs and
            ``eval.json`` (the scores plus which model, data and ground truth; :func:`write_eval_record`).
-``demo``   the output of ``unisp demo``: ``summary.json``, run folders ``stage1/`` and ``stage2/``,
-           the synthetic data in ``data/`` and the renders of the bundled frame, ``sample_*.png``.
+``demo``   the output of ``unisp demo``: its ``summary.json`` holds a manifest (:class:`DemoManifest`)
+           naming the held-out table, the trained stages' model files, the held-out RAW files with
+           their ground truth and the renders of the bundled frame; the report reads only that
+           manifest (it does not import the demo). A folder from before the demo wrote one is read
+           with the layout such folders had, and the page says so.
 
 The page shows, where the folder has them:
 
@@ -38,12 +41,14 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from unisp.data.files import index_by_stem
 from unisp.errors import UnispError
 from unisp.eval.datasets import raw_and_truth_dirs
 from unisp.eval.evaluate import FORMATS, HIGHER_IS_BETTER, LABELS, evaluate_images
@@ -59,16 +64,12 @@ from unisp.raw.frame import RawFrame
 from unisp.raw.io import find_raw_files, read_raw
 from unisp.raw.options import RawOptions
 from unisp.raw.summary import FrameFacts, log_summary
-from unisp.train.run import CONFIG_FILE, METRICS_FILE, MODEL_FILE, SUMMARY_FILE
+from unisp.train.run import CONFIG_FILE, METRICS_FILE, MODEL_FILE, REPORT_FILE, RUN_INFO_FILE, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
-#: The report's file name inside the folder.
-REPORT_FILE = "report.html"
 #: What ``unisp eval --save DIR`` writes beside the outputs (read by the report).
 EVAL_FILE = "eval.json"
-#: The run information file of a training run (written by unisp.train.run.RunDir.start).
-RUN_INFO_FILE = "run.json"
 #: Crop edge in output pixels: 256 px at 1:1 shows demosaicing and noise, and four fit across a page.
 CROP = 256
 #: Width of the whole-frame thumbnail that marks where the crop is (pixels of the PNG).
@@ -186,7 +187,7 @@ def folder_kind(folder: Path) -> str:
     """``"demo"``, ``"eval"`` or ``"train"``, from the files in ``folder``."""
     if not folder.is_dir():
         raise UnispError(f"{folder}: not a folder")
-    if (folder / SUMMARY_FILE).is_file() and (folder / "stage1").is_dir() and (folder / "stage2").is_dir():
+    if is_demo_folder(folder):
         return "demo"
     if (folder / EVAL_FILE).is_file():
         return "eval"
@@ -194,7 +195,7 @@ def folder_kind(folder: Path) -> str:
         return "train"
     raise UnispError(
         f"{folder}: not a folder unisp wrote (a training run has {CONFIG_FILE}, an `unisp eval --save` "
-        f"folder {EVAL_FILE}, an `unisp demo` folder {SUMMARY_FILE} with stage1/ and stage2/)"
+        f"folder {EVAL_FILE}, an `unisp demo` folder {SUMMARY_FILE} with a {MANIFEST_KEY!r} in it)"
     )
 
 
@@ -218,6 +219,98 @@ def _attempt(page: Page, what: str, fn: Callable[[], None]) -> None:
         message = " ".join(str(e).split())[:300] or type(e).__name__
         log.warning("report: %s not shown: %s", what, message)
         page.notes.append(f"{what}: not shown ({message})")
+
+
+# ----------------------------------------------------------------------------------------------
+# The demo's manifest
+# ----------------------------------------------------------------------------------------------
+
+#: Key of the demo's ``summary.json`` that holds its :class:`DemoManifest`.
+MANIFEST_KEY = "manifest"
+#: Version of :class:`DemoManifest`'s JSON (its ``"format"``); a change old readers cannot follow bumps it.
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class DemoManifest:
+    """What the report of an ``unisp demo`` folder shows, as the demo wrote it into ``summary.json``.
+
+    The demo owns its folder's layout and writes this (:meth:`to_json`, under :data:`MANIFEST_KEY`);
+    the report reads nothing else about that layout. Paths are relative to the folder.
+
+    Attributes:
+        facts: ``(label, value)`` lines at the top of the page.
+        table: the key of ``summary.json`` that holds the held-out table: method → metric → mean.
+        held_out: the held-out images' names (the table's means are over them).
+        held_out_raw, held_out_truth: the folders of their RAW files and of their ground truth.
+        classical: the demosaicing method of the classical panel in the held-out crops.
+        stages: label → model file of each trained stage (its run folder holds ``metrics.jsonl``).
+        sample_name: what the bundled real frame is.
+        samples: label → the demo's render of that frame; the first one places the crop window.
+        compare: the side-by-side images of the held-out photos.
+        compare_columns: their panels, left to right.
+    """
+
+    facts: list[tuple[str, str]]
+    table: str
+    held_out: list[str]
+    held_out_raw: str
+    held_out_truth: str
+    classical: str
+    stages: dict[str, str]
+    sample_name: str
+    samples: dict[str, str]
+    compare: list[str]
+    compare_columns: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object the demo writes (``"format"`` is :data:`MANIFEST_FORMAT`)."""
+        return {"format": MANIFEST_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, record: Any) -> DemoManifest:
+        """Read :meth:`to_json`'s object back; :class:`UnispError` says what is missing or wrong."""
+        if not isinstance(record, dict):
+            raise UnispError(f"{SUMMARY_FILE}: its {MANIFEST_KEY!r} is not a JSON object")
+        if record.get("format") != MANIFEST_FORMAT:
+            raise UnispError(f"{SUMMARY_FILE}: manifest format {record.get('format')!r}, this unisp reads {MANIFEST_FORMAT}")
+        missing = [f.name for f in fields(cls) if f.name not in record]
+        if missing:
+            raise UnispError(f"{SUMMARY_FILE}: the manifest lacks {', '.join(missing)}")
+        try:
+            facts = [(str(label), str(value)) for label, value in record["facts"]]
+        except (TypeError, ValueError) as e:
+            raise UnispError(f"{SUMMARY_FILE}: the manifest's facts are not (label, value) pairs") from e
+        return cls(**{**{f.name: record[f.name] for f in fields(cls)}, "facts": facts})
+
+
+def is_demo_folder(folder: Path) -> bool:
+    """Whether ``folder`` is an ``unisp demo`` folder: its summary.json holds a manifest, or (a folder
+    from before the demo wrote one) it has the run folders ``stage1/`` and ``stage2/``."""
+    path = folder / SUMMARY_FILE
+    if not path.is_file():
+        return False
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = None
+    if isinstance(summary, dict) and MANIFEST_KEY in summary:
+        return True
+    return (folder / "stage1").is_dir() and (folder / "stage2").is_dir()
+
+
+def read_demo_manifest(folder: Path, summary: dict[str, Any]) -> DemoManifest:
+    """The manifest in a demo's ``summary.json``.
+
+    Raises:
+        UnispError: a folder of a demo from before the demo wrote one (run ``unisp demo`` again), or a damaged one.
+    """
+    if MANIFEST_KEY not in summary:
+        raise UnispError(
+            f"{folder / SUMMARY_FILE}: no {MANIFEST_KEY!r} (written by an older unisp demo, which did not say "
+            "what its folder holds): run `unisp demo` again"
+        )
+    return DemoManifest.from_json(summary[MANIFEST_KEY])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,9 +348,7 @@ def gather_training(folder: Path, page: Page, data: Path | None, gt: Path | None
             f"model (step {step})" if step is not None else "model": tiled(model),
         }
         if gt_dir is None and config is not None and config.mode == "stage1":
-            from unisp.train.loop import target_config
-
-            methods[STAGE1_TARGET] = lambda frame: render_frame(frame, target_config(config))
+            methods[STAGE1_TARGET] = lambda frame: render_frame(frame, config.target_isp)
         scenes = render_scenes(files[:max_images], gt_dir, read, methods, page, input_wb=model.input_wb)
         target = GROUND_TRUTH if gt_dir is not None else STAGE1_TARGET if STAGE1_TARGET in methods else None
         add_crops(page, "Crops", scenes, target, source)
@@ -283,8 +374,8 @@ def gather_eval(folder: Path, page: Page, data: Path | None, gt: Path | None, ma
 
     def crops() -> None:
         raw_dir, gt_dir = data_dirs(data or Path(record["data"]), gt or (None if data else record.get("gt")))
-        raws = {p.stem: p for p in find_raw_files(raw_dir)}
-        saved = {p.stem: p for p in list_images(folder)}
+        raws = index_by_stem(find_raw_files(raw_dir))
+        saved = index_by_stem(list_images(folder))
         names = [row["name"] for row in record.get("images", []) if row["name"] in raws and row["name"] in saved]
         files = [raws[n] for n in names[:max_images]]
         methods: dict[str, Render] = {
@@ -304,22 +395,18 @@ def gather_eval(folder: Path, page: Page, data: Path | None, gt: Path | None, ma
 
 
 def gather_demo(folder: Path, page: Page, data: Path | None, gt: Path | None, max_images: int, options: RawOptions) -> None:
-    """An ``unisp demo`` folder: its held-out table, crops of held-out and real frames, both stages
-    (RAW files read with ``options``)."""
+    """An ``unisp demo`` folder, as its manifest (:class:`DemoManifest`) describes it: the held-out
+    table, crops of the held-out and real frames, each stage's curves and model card (RAW files read
+    with ``options``)."""
     summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
-    page.facts += [
-        ("held-out images", ", ".join(summary.get("held_out", []))),
-        ("stage 1", f"{summary.get('stage1_seconds')} s"),
-        ("stage 2", f"{summary.get('stage2_seconds')} s"),
-    ]
-    _attempt(page, "held-out table", lambda: page.tables.append(demo_table(summary)))
-    stages = {"stage 1": folder / "stage1" / MODEL_FILE, "stage 2": folder / "stage2" / MODEL_FILE}
+    manifest = read_demo_manifest(folder, summary)
+    page.facts += manifest.facts
+    _attempt(page, "held-out table", lambda: page.tables.append(demo_table(summary[manifest.table], len(manifest.held_out))))
+    stages = {name: folder / path for name, path in manifest.stages.items()}
 
     def held_out() -> None:
-        from unisp.demo import DEMO_METHODS
-
-        raw_dir, gt_dir = data_dirs(data, gt) if data else (folder / "data" / "test" / "raw", folder / "data" / "test" / "rgb")
-        methods: dict[str, Render] = {f"{CLASSICAL} ({DEMO_METHODS[-1]})": classical(DEMO_METHODS[-1])}
+        raw_dir, gt_dir = data_dirs(data, gt) if data else (folder / manifest.held_out_raw, folder / manifest.held_out_truth)
+        methods: dict[str, Render] = {f"{CLASSICAL} ({manifest.classical})": classical(manifest.classical)}
         models = {name: _load(path)[0] for name, path in stages.items()}
         methods.update({name: tiled(model) for name, model in models.items()})
         read = functools.partial(read_raw, options=options)
@@ -331,16 +418,14 @@ def gather_demo(folder: Path, page: Page, data: Path | None, gt: Path | None, ma
     _attempt(page, "held-out crops", held_out)
 
     def sample() -> None:
-        renders = sorted(folder.glob("sample_*.png"))
-        if not renders:
-            raise UnispError("no sample_*.png renders")
-        panels = {p.stem.removeprefix("sample_"): read_rgb(p) for p in renders}
-        panels = {k: panels[k] for k in sorted(panels, key=lambda k: (k != "classical", k))}  # classical first
+        if not manifest.samples:
+            raise UnispError("the demo wrote no renders of the bundled frame")
+        panels = {label: read_rgb(folder / path) for label, path in manifest.samples.items()}
         page.crops.append((
             "Crops: the bundled real sensor frame",
-            "The renders the demo wrote (sample_*.png), no ground truth. Neither the demo's models nor the "
-            "paper's released ones have seen this sensor.",
-            [make_crop_set("bundled frame (fast-openISP, 1920×1080 RGGB 10-bit)", panels, "classical")],
+            f"The renders the demo wrote ({', '.join(manifest.samples.values())}), no ground truth. Neither the "
+            "demo's models nor the paper's released ones have seen this sensor.",
+            [make_crop_set(manifest.sample_name, panels, next(iter(panels)))],
         ))
 
     _attempt(page, "bundled-frame crops", sample)
@@ -367,12 +452,11 @@ def data_dirs(data: Path, gt: Path | None) -> tuple[Path, Path | None]:
 def training_images(config: Any, data: Path | None, gt: Path | None) -> tuple[list[Path], Path | None, str]:
     """The RAW files a training run's crops show, their ground-truth folder, and a line saying which they are."""
     from unisp.train.config import PAIRED_MODES
-    from unisp.train.loop import split_files
 
     if data is not None:
         raw_dir, gt_dir = data_dirs(data, gt)
         return find_raw_files(raw_dir), gt_dir, f"from --data {raw_dir}" + (f", ground truth {gt_dir}" if gt_dir else "")
-    train_files, val_files = split_files(config)
+    train_files, val_files = config.split_files()
     gt_name = config.data.val_rgb_dir or (config.data.rgb_dir if config.mode in PAIRED_MODES else "")
     gt_dir = Path(gt_name) if gt_name else None
     if val_files:
@@ -390,7 +474,7 @@ def classical(demosaic: str) -> Render:
 
 def tiled(model: torch.nn.Module) -> Render:
     """A model run over the full frame (tiled, exact), clamped to [0, 1]."""
-    from unisp.process import run_tiled
+    from unisp.models.tiled import run_tiled
 
     return lambda frame: run_tiled(model, frame)
 
@@ -410,7 +494,7 @@ def render_scenes(
     hold is logged (one line per folder), and, when a model's input is white-balanced as shot
     (``input_wb``), how many lacked the white balance (one warning).
     """
-    truths = {p.stem: p for p in list_images(gt_dir)} if gt_dir is not None else {}
+    truths = index_by_stem(list_images(gt_dir)) if gt_dir is not None else {}
     scenes = []
     read_facts, lacking_gains = [], []
     for path in files:
@@ -552,13 +636,12 @@ def eval_table(record: dict[str, Any]) -> Table:
     return Table(title="unisp eval: the model against ground truth", header=["image", *_header(metrics)], rows=rows, note=note)
 
 
-def demo_table(summary: dict[str, Any]) -> Table:
-    """The demo's held-out table (``summary.json``'s ``mean``)."""
-    means = summary["mean"]
+def demo_table(means: dict[str, dict[str, Any]], count: int) -> Table:
+    """The demo's held-out table: method → metric → mean over ``count`` images (from ``summary.json``)."""
     metrics = [m for m in LABELS if any(m in v for v in means.values())]
     rows = [[method, *(_value(m, values.get(m)) for m in metrics)] for method, values in means.items()]
     return Table(
-        title=f"Held-out images against ground truth (mean of {len(summary.get('held_out', []))})",
+        title=f"Held-out images against ground truth (mean of {count})",
         header=["method", *_header(metrics)],
         rows=rows,
         note="From summary.json, as the demo measured it. X̂ is the paper's classical render (the stage-1 "

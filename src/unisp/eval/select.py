@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from unisp.errors import UnispError
-from unisp.eval.metrics import SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, srgb_to_lab
+from unisp.metrics import SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, srgb_to_lab
 from unisp.fileio import list_images, read_rgb, write_text
 from unisp.isp.awb import lacks_input_gains, warn_lacking_gains
 from unisp.isp.pipeline import ISPConfig, render_frame
@@ -45,9 +45,10 @@ from unisp.losses.backbones import FrozenBackbones, build_backbones
 from unisp.losses.colour import colour_features, gaussian_blur
 from unisp.losses.config import UnpairedLossConfig
 from unisp.models.checkpoint import input_options, load_model
-from unisp.process import run_tiled
+from unisp.models.tiled import run_tiled
 from unisp.raw.frame import RawFrame
 from unisp.raw.options import RawOptions
+from unisp.train.run import CHECKPOINTS_DIR, SELECT_FILE
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ LAB_MAX_SIDE = 128
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: The classical render the content term compares with: the full pipeline with the frame's own
 #: metadata (as-shot white balance, colour matrix), Malvar demosaicing, no tone curve.
-CONTENT_REFERENCE = ISPConfig(demosaic="malvar", white_balance="as_shot", color_matrix="metadata", tone_curve=False)
+CONTENT_REFERENCE = ISPConfig(demosaic="malvar", white_balance="as_shot", colour_matrix="metadata", tone_curve=False)
 #: Distances are floored at this fraction of the term's largest value over the checkpoints before
 #: their logarithm is taken: KID's unbiased estimate can be 0 or negative when two sets match, and
 #: the logarithm of such a value would be undefined or dominate the score. A term whose largest
@@ -84,8 +85,6 @@ CONTENT_REFERENCE = ISPConfig(demosaic="malvar", white_balance="as_shot", color_
 LOG_FLOOR_FRACTION = 1e-3
 #: Default number of validation images scored (the training loop's ``data.val_max_images``).
 DEFAULT_MAX_IMAGES = 8
-#: File the ranking is written to inside the run folder unless told otherwise.
-SELECT_FILE = "select.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,7 +371,7 @@ def find_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     Raises:
         UnispError: no such file.
     """
-    folder = Path(run_dir) / "checkpoints"
+    folder = Path(run_dir) / CHECKPOINTS_DIR
     found = []
     if folder.is_dir():
         for path in folder.iterdir():
@@ -396,7 +395,6 @@ def validation_frames(run_dir: str | Path, data: str | Path | None, layout: str 
     from unisp.raw.io import find_raw_files, read_raw
     from unisp.raw.summary import log_summary
     from unisp.train.config import TrainConfig
-    from unisp.train.loop import split_files
     from unisp.train.run import RunDir
 
     if data is not None:
@@ -405,7 +403,7 @@ def validation_frames(run_dir: str | Path, data: str | Path | None, layout: str 
         where = str(data)
     else:
         config = load_config(TrainConfig, RunDir(run_dir).config_path())
-        _, files = split_files(config)
+        _, files = config.split_files()
         layout = layout or config.data.layout
         where = f"{run_dir}'s validation split"
         if not files:

@@ -3,3 +3,6 @@
 Submodules import their runtimes (onnx, onnxruntime, litert) lazily; import what you use, e.g.
 ``from unisp.export.onnx import export_onnx, OnnxRunner``.
 """
+
+#: File formats a model exports to: ONNX (ONNX Runtime) and TFLite (LiteRT); each is also the file's suffix.
+EXPORT_FORMATS: tuple[str, ...] = ("onnx", "tflite")

@@ -18,7 +18,7 @@ Packed planes are in canonical ``(R, Gr, Gb, B)`` order (``Gr`` shares a row wit
 order. With ``packing="inside"`` the graph takes the RAW mosaic as float sensor values (H, W even)
 and itself packs it for the baked-in CFA pattern, subtracts the baked-in per-plane black levels
 and divides by ``white − black_c``: the same formula as :func:`unisp.isp.blc.normalize`. Inputs
-are clamped to [0, 1] after normalisation (as :func:`unisp.process.run_tiled` does) and outputs
+are clamped to [0, 1] after normalisation (as :func:`unisp.models.tiled.run_tiled` does) and outputs
 to [0, 1] (as inference always does).
 
 A model trained with ``data.input_wb=as_shot`` takes planes white-balanced by the file's as-shot

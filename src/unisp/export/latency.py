@@ -1,9 +1,10 @@
 """Latency of one generator on one input through every CPU backend, next to the machine's sgemm rate.
 
-The same packed input runs through PyTorch eager, ``torch.compile``, ONNX Runtime, the TFLite
-interpreter (XNNPACK) and the fused C++ kernel (:mod:`unisp.export.fused`, in fp32 and, on CPUs
-with AVX512-BF16, as ``fused-bf16`` with bf16 operands and fp32 accumulation). Each backend is
-built first (export, compilation; not timed), warmed up, then timed ``repeats`` times; the median
+The same packed input runs through every runtime of :mod:`unisp.export.runtimes`: PyTorch
+(``torch``, eager), ``torch.compile``, ONNX Runtime, the TFLite interpreter (XNNPACK) and the
+fused C++ kernel (:mod:`unisp.export.fused`, in fp32 and, on CPUs with AVX512-BF16, as
+``fused-bf16`` with bf16 operands and fp32 accumulation). Each backend is built for the input's
+shape first (export, compilation; not timed), warmed up, then timed ``repeats`` times; the median
 is reported as milliseconds, output megapixels per second and achieved GFLOP/s. FLOPs count
 2 per multiply-accumulate, with MACs from :func:`unisp.models.registry.model_info` (convolution
 weight × input products only). The machine's single-precision matrix-multiply rate is measured
@@ -11,9 +12,10 @@ in the same run (median of ``torch.mm`` on two large float32 matrices, same thre
 every backend's GFLOP/s is also given as a fraction of it: how close a backend gets to the rate
 the machine sustains on the friendliest fp32 workload there is.
 
-Every output is compared with eager's (largest absolute difference and PSNR, peak 1), so a fast
+Every output is compared with torch's (largest absolute difference and PSNR, peak 1), so a fast
 row is also a correct one. Backends that cannot run here (no compiler for ``torch.compile`` or the fused kernel,
-ONNX Runtime or the ``[mobile]`` extra not installed) get a row saying why.
+ONNX Runtime or the ``[mobile]`` extra not installed: :class:`unisp.export.runtimes.RuntimeUnavailable`)
+get a row saying why.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import re
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,16 +40,13 @@ from torch import nn
 
 from unisp.errors import ConfigError, UnispError
 from unisp.export.graph import check_model_shape, check_shape
+from unisp.export.runtimes import NAMES, REFERENCE, RuntimeUnavailable, build_runner
 from unisp.export.threads import check_threads
 from unisp.models.base import PACKED_CHANNELS
 from unisp.models.registry import MAC_CONVENTION, model_info
 
 log = logging.getLogger(__name__)
 
-#: Every backend, in the order they are reported.
-BACKENDS: tuple[str, ...] = ("eager", "compile", "onnxruntime", "tflite", "fused", "fused-bf16")
-#: Backends whose arithmetic is not float32 (their parity is judged by PSNR, not float32 rounding).
-REDUCED_PRECISION: tuple[str, ...] = ("fused-bf16",)
 #: ``--size`` default: the issue's 12-megapixel frame (4000 × 3000).
 DEFAULT_SIZE = "12MP"
 #: Aspect ratio (width : height) of a size given in megapixels: the 4:3 of phone and compact sensors.
@@ -149,36 +148,15 @@ def measure_sgemm(repeats: int = 5, size: int = SGEMM_SIZE) -> list[float]:
     return rates
 
 
-class Skip(Exception):
-    """A backend that cannot run here; the message says why."""
-
-
-@dataclass
-class Built:
-    """A backend ready to time.
-
-    Attributes:
-        run: called with the timed input (NCHW packed, or its NHWC copy when ``nhwc``).
-        note: what runs (precision, shape, layout).
-        files: files it wrote, with their sizes in bytes.
-        nhwc: ``run`` takes and returns NHWC (its native layout; the transposes stay out of the timing).
-    """
-
-    run: Callable
-    note: str
-    files: dict[str, int] = field(default_factory=dict)
-    nhwc: bool = False
-
-
 @dataclass
 class BackendTiming:
     """One backend's row.
 
     Attributes:
-        backend: one of :data:`BACKENDS`.
+        backend: one of :data:`unisp.export.runtimes.NAMES`.
         seconds: wall time of each timed run.
-        max_abs_diff: largest absolute difference of its output from eager's (None: not compared).
-        psnr_db: PSNR of its output against eager's, peak 1 (None: not compared; inf: identical).
+        max_abs_diff: largest absolute difference of its output from torch's (None: not compared).
+        psnr_db: PSNR of its output against torch's, peak 1 (None: not compared; inf: identical).
         note: what ran (settings) or, for a skipped backend, why it was skipped.
         skipped: the backend did not run.
     """
@@ -243,7 +221,7 @@ class LatencyReport:
             lines.append("files: " + ", ".join(f"{name} {size / 1024:,.1f} KiB" for name, size in self.files.items()))
         lines += [
             "",
-            "| backend | median ms | MPix/s | GFLOP/s | of sgemm | vs eager: max abs diff, PSNR | note |",
+            "| backend | median ms | MPix/s | GFLOP/s | of sgemm | vs torch: max abs diff, PSNR | note |",
             "|---|---|---|---|---|---|---|",
         ]
         for row in self.rows:
@@ -259,85 +237,6 @@ class LatencyReport:
                 f"| {rate / self.sgemm:.0%} | {diff} | {row.note} |"
             )
         return "\n".join(lines)
-
-
-def _eager(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path) -> Built:
-    def run(inp: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return model(inp)
-
-    return Built(run, "PyTorch eager, NCHW")
-
-
-def _compile(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path) -> Built:
-    try:
-        compiled = torch.compile(model, dynamic=False)
-        with torch.inference_mode():
-            compiled(x)  # compiles for this shape (not timed)
-    except Exception as e:  # inductor raises many types (no compiler, unsupported platform)
-        raise Skip(f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-
-    def run(inp: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return compiled(inp)
-
-    return Built(run, "inductor, static shape")
-
-
-def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path) -> Built:
-    try:
-        from unisp.export.onnx import OnnxRunner, export_onnx
-    except ImportError as e:
-        raise Skip(f"ONNX export unavailable ({e})") from None
-    shape = (2 * x.shape[-2], 2 * x.shape[-1])
-    path = export_onnx(model, workdir / "model.onnx", precision="fp32", shape=shape)
-    runner = OnnxRunner(path, threads=threads)
-    return Built(runner, "fp32, NCHW, fixed shape, default session options", {"model.onnx": path.stat().st_size})
-
-
-def _tflite(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path) -> Built:
-    try:
-        from unisp.export.tflite import TFLiteRunner, export_tflite
-    except ImportError as e:
-        raise Skip(f"the [mobile] extra is not installed ({e}); pip install 'unisp[mobile]'") from None
-    try:
-        shape = (2 * x.shape[-2], 2 * x.shape[-1])
-        path = export_tflite(model, workdir / "model.tflite", precision="fp32", shape=shape, packing="outside", layout="nhwc")
-    except ImportError as e:
-        raise Skip(f"the [mobile] extra is not installed ({e}); pip install 'unisp[mobile]'") from None
-    runner = TFLiteRunner(path, threads=threads, layout="nhwc")
-    return Built(runner, "fp32, NHWC (the Mobile AI contract), XNNPACK, fixed shape", {"model.tflite": path.stat().st_size}, nhwc=True)
-
-
-def _fused(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path, precision: str = "fp32") -> Built:
-    from unisp.export.fused import FusedISP, bf16_unavailable_reason, load_kernel, supports
-
-    if not supports(model):
-        raise Skip(f"the fused kernel runs efficient_isp and robust_isp, not {getattr(model, 'name', type(model).__name__)}")
-    lib = load_kernel()
-    if lib is None:
-        raise Skip("the fused kernel could not be compiled (no C++ compiler?)")
-    if precision == "bf16" and (reason := bf16_unavailable_reason()) is not None:
-        raise Skip(reason)
-    fused = FusedISP(model, threads=threads, precision=precision)
-
-    def run(inp: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return fused(inp)
-
-    if precision == "bf16":
-        return Built(run, "C++ kernel, NCHW, bf16 activations and weights (vdpbf16ps), fp32 accumulation")
-    return Built(run, f"C++ kernel, NCHW, {lib.unisp_fused_vector_width() * 32}-bit vectors")
-
-
-def _fused_bf16(model: nn.Module, x: torch.Tensor, threads: int, workdir: Path) -> Built:
-    return _fused(model, x, threads, workdir, precision="bf16")
-
-
-_BUILDERS = {
-    "eager": _eager, "compile": _compile, "onnxruntime": _onnxruntime, "tflite": _tflite, "fused": _fused,
-    "fused-bf16": _fused_bf16,
-}
 
 
 def _as_tensor(out) -> torch.Tensor:
@@ -356,14 +255,14 @@ def time_backend(
     threads: int,
     workdir: Path,
 ) -> tuple[BackendTiming, dict[str, int], torch.Tensor | None]:
-    """Build one backend, warm it up, time it.
+    """Build one backend for ``x``'s shape, warm it up, time it.
 
     Returns:
         ``(row, files it wrote with their sizes, its output of the warm-up run or None when skipped)``.
     """
     try:
-        built = _BUILDERS[name](model, x, threads, workdir)
-    except Skip as e:
+        built = build_runner(name, model, threads=threads, shape=(2 * x.shape[-2], 2 * x.shape[-1]), workdir=workdir)
+    except RuntimeUnavailable as e:
         log.info("%s skipped: %s", name, e)
         return BackendTiming(name, note=str(e), skipped=True), {}, None
     inp = x.permute(0, 2, 3, 1).contiguous() if built.nhwc else x
@@ -378,7 +277,7 @@ def time_backend(
         built.run(inp)
         seconds.append(time.perf_counter() - start)
     if reference is not None and out.shape != reference.shape:
-        raise UnispError(f"{name}: output shape {tuple(out.shape)} differs from eager's {tuple(reference.shape)}")
+        raise UnispError(f"{name}: output shape {tuple(out.shape)} differs from {REFERENCE}'s {tuple(reference.shape)}")
     diff = None if reference is None else float((out - reference).abs().max())
     psnr_db = None if reference is None else _psnr(out, reference)
     log.info("%s: median %.1f ms over %d runs", name, statistics.median(seconds) * 1e3, repeats)
@@ -398,7 +297,7 @@ def run_latency(
     width: int,
     repeats: int = 5,
     warmup: int = 1,
-    backends: Sequence[str] = BACKENDS,
+    backends: Sequence[str] = NAMES,
     threads: int | None = None,
     packed: torch.Tensor | None = None,
     input_note: str = "",
@@ -412,8 +311,8 @@ def run_latency(
         model: a generator (not modified; every backend runs a copy whose output is clamped to [0, 1]).
         height, width: output size (even); the input is ``(1, 4, height/2, width/2)``.
         repeats: timed runs per backend (the median is reported).
-        warmup: untimed runs first (at least one: its output is compared with eager's).
-        backends: a subset of :data:`BACKENDS`.
+        warmup: untimed runs first (at least one: its output is compared with torch's).
+        backends: a subset of :data:`unisp.export.runtimes.NAMES`.
         threads: CPU threads for every backend and the sgemm, at most the machine's CPUs (default:
             torch's current setting).
         packed: the input to use (default: uniform random in [0, 1], seeded).
@@ -426,9 +325,9 @@ def run_latency(
     Returns:
         The :class:`LatencyReport`.
     """
-    unknown = [b for b in backends if b not in BACKENDS]
+    unknown = [b for b in backends if b not in NAMES]
     if unknown:
-        raise ConfigError(f"unknown backend(s) {', '.join(unknown)} (known: {', '.join(BACKENDS)})")
+        raise ConfigError(f"unknown backend(s) {', '.join(unknown)} (known: {', '.join(NAMES)})")
     if repeats < 1 or warmup < 1:
         raise ConfigError(f"repeats and warmup must be at least 1, got {repeats} and {warmup}")
     check_model_shape(model, (height, width), "size")
@@ -456,11 +355,11 @@ def run_latency(
         rows: list[BackendTiming] = []
         reference = None
         with tempfile.TemporaryDirectory(prefix="unisp-bench-") as tmp:
-            for name in (b for b in BACKENDS if b in backends):  # eager first: the others are compared with it
+            for name in (b for b in NAMES if b in backends):  # torch first: the others are compared with it
                 row, written, out = time_backend(
                     name, model, packed, reference, repeats=repeats, warmup=warmup, threads=threads, workdir=Path(tmp)
                 )
-                if name == "eager":
+                if name == REFERENCE:
                     reference = out
                 rows.append(row)
                 files.update(written)
@@ -494,22 +393,3 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def load_generator(spec: str) -> tuple[nn.Module, Path | None]:
-    """A generator from a model file, or a freshly initialised one from a registry name.
-
-    Returns:
-        ``(model, its file or None)``.
-    """
-    from unisp.models.registry import MODEL_NAMES, build_model
-
-    if spec in MODEL_NAMES:
-        return build_model(spec), None
-    path = Path(spec)
-    if not path.exists():  # anything that exists goes to load_model, which says what is wrong with it
-        raise UnispError(f"{spec}: neither a model name ({', '.join(MODEL_NAMES)}) nor a model file")
-    from unisp.models.checkpoint import load_model
-
-    model, _ = load_model(path)
-    return model, path

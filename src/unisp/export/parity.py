@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from unisp.errors import UnispError
-from unisp.eval.metrics import delta_e2000, psnr
+from unisp.metrics import delta_e2000, psnr
 from unisp.export.graph import ExportGraph
 from unisp.fileio import write_bytes, write_text
 from unisp.raw.frame import RawFrame

@@ -393,7 +393,7 @@ class TFLiteRunner:
 
     Example:
         >>> runner = TFLiteRunner("isp.tflite", threads=2)         # doctest: +SKIP
-        >>> rgb = runner(torch.rand(1, 4, 256, 256))               # doctest: +SKIP  (N, 3, 512, 512)
+        >>> rgb = runner(torch.rand(1, 4, 256, 256))  # (1, 3, 512, 512)  # doctest: +SKIP
     """
 
     def __init__(self, source: str | Path | bytes, threads: int | None = None, *, layout: str = "nchw") -> None:

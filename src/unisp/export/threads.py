@@ -29,6 +29,14 @@ def check_threads(threads: int | None, what: str = "threads") -> None:
 
     Raises:
         ConfigError: naming ``what`` and, for too many, how many CPUs the machine has.
+
+    Example:
+        >>> check_threads(None)
+        >>> check_threads(1)
+        >>> check_threads(0, "--threads")
+        Traceback (most recent call last):
+            ...
+        unisp.errors.ConfigError: --threads must be at least 1, got 0
     """
     if threads is None:
         return

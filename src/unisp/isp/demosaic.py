@@ -141,8 +141,6 @@ def _neighbours(t: torch.Tensor, pad: int) -> Callable[[int, int], torch.Tensor]
 
 #: AHD's two interpolation directions as (dy, dx) steps: along rows, along columns.
 AHD_DIRECTIONS = ((0, 1), (1, 0))
-#: The four neighbours of the homogeneity test: left, right, up, down (LibRaw's ``dir[4]``).
-AHD_NEIGHBOURS = ((0, -1), (0, 1), (-1, 0), (1, 0))
 
 
 def _ahd_candidates(x: torch.Tensor, masks: torch.Tensor) -> list[torch.Tensor]:

@@ -1,7 +1,7 @@
 """Linear RGB ↔ CIELAB (IEC 61966-2-1:1999 primaries, CIE 15:2004 formulas), on tensors.
 
 sRGB-encoded values go through :func:`srgb_to_lab` (decode, then :func:`linear_rgb_to_lab`). Used
-by the ΔE2000 metric (:mod:`unisp.eval.metrics`), by AHD demosaicing's homogeneity test
+by the ΔE2000 metric (:mod:`unisp.metrics`), by AHD demosaicing's homogeneity test
 (:mod:`unisp.isp.demosaic`, on linear values), by colour grading (:mod:`unisp.isp.grading`, both
 directions) and by the CIELAB views of the training losses (:mod:`unisp.losses.content`,
 :mod:`unisp.losses.swd`).

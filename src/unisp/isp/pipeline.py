@@ -42,14 +42,14 @@ from unisp.raw.frame import RawFrame
 log = logging.getLogger(__name__)
 
 WhiteBalanceMode = Literal["as_shot", "gray_world", "none"]
-ColorMatrixSource = Literal["metadata", "identity"]
+ColourMatrixSource = Literal["metadata", "identity"]
 #: ``srgb``: the IEC 61966-2-1 curve; ``gamma22``: ``x^(1/2.2)``, the curve of the paper's released loader.
 TransferCurve = Literal["srgb", "gamma22"]
 #: Exponent of the ``gamma22`` transfer curve.
 GAMMA_22 = 2.2
 
 #: Choice fields of :class:`ISPConfig` and the type listing their allowed values.
-_CHOICES = {"demosaic": DemosaicMethod, "white_balance": WhiteBalanceMode, "color_matrix": ColorMatrixSource,
+_CHOICES = {"demosaic": DemosaicMethod, "white_balance": WhiteBalanceMode, "colour_matrix": ColourMatrixSource,
             "transfer": TransferCurve}
 
 
@@ -63,7 +63,7 @@ class ISPConfig:
             differentiable) or ``"menon"`` (not).
         white_balance: ``"as_shot"`` (the frame's gains; gray world when it has none, logged),
             ``"gray_world"`` or ``"none"``.
-        color_matrix: ``"metadata"`` (the frame's camera→sRGB matrix; identity when it has
+        colour_matrix: ``"metadata"`` (the frame's camera→sRGB matrix; identity when it has
             none) or ``"identity"``.
         tone_curve: apply the smoothstep S-curve after the transfer curve.
         clip: clip the white-balanced planes to [0, 1] before demosaicing, as Brooks et al.'s
@@ -76,7 +76,7 @@ class ISPConfig:
 
     demosaic: DemosaicMethod = "ahd"
     white_balance: WhiteBalanceMode = "as_shot"
-    color_matrix: ColorMatrixSource = "metadata"
+    colour_matrix: ColourMatrixSource = "metadata"
     tone_curve: bool = False
     clip: bool = True
     transfer: TransferCurve = "srgb"
@@ -106,7 +106,7 @@ RENDER_BAND_ROWS = 32
 #: convolutions, a few extra multiply-adds per pixel) and clearly closer to the true image
 #: (+5.5 dB on Kodak24 and +2.1 dB on McMaster, docs/ISP.md), with fewer zipper and colour
 #: fringes for the generator to learn to imitate.
-TRAINING_TARGET = ISPConfig(demosaic="malvar", white_balance="as_shot", color_matrix="identity", tone_curve=False)
+TRAINING_TARGET = ISPConfig(demosaic="malvar", white_balance="as_shot", colour_matrix="identity", tone_curve=False)
 
 
 def render(
@@ -142,7 +142,7 @@ def render(
             planes = planes.clamp(0.0, 1.0)
         mosaic = unpack(planes, cfa).unsqueeze(1)
         rgb = demosaic(mosaic, cfa, config.demosaic)
-        return rgb if config.color_matrix != "metadata" else apply_ccm(rgb, cam_to_srgb)
+        return rgb if config.colour_matrix != "metadata" else apply_ccm(rgb, cam_to_srgb)
 
     def stages(planes: torch.Tensor) -> torch.Tensor:
         return encode(linear(planes), config)
@@ -202,7 +202,7 @@ def render_frame(frame: RawFrame, config: ISPConfig = ISPConfig(), device: torch
         log.debug("%sno as-shot white balance in the frame: using gray world", name)
         config = dataclasses.replace(config, white_balance="gray_world")
     matrix = None
-    if config.color_matrix == "metadata":
+    if config.colour_matrix == "metadata":
         if frame.cam_to_srgb is None:
             log.debug("%sno colour matrix in the frame: using identity", name)
         else:

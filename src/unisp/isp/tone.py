@@ -10,7 +10,14 @@ import torch
 
 
 def tone_curve(x: torch.Tensor) -> torch.Tensor:
-    """Smoothstep ``3x² − 2x³`` on values clamped to [0, 1]."""
+    """Smoothstep ``3x² − 2x³`` on values clamped to [0, 1].
+
+    Example:
+        >>> tone_curve(torch.tensor([0.0, 0.25, 0.5, 1.0]))
+        tensor([0.0000, 0.1562, 0.5000, 1.0000])
+        >>> inverse_tone_curve(torch.tensor([0.15625]))
+        tensor([0.2500])
+    """
     x = x.clamp(0.0, 1.0)
     return 3.0 * x**2 - 2.0 * x**3
 

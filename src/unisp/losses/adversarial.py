@@ -61,6 +61,10 @@ def generator_loss(d_fake: torch.Tensor, d_real: torch.Tensor) -> torch.Tensor:
 
     Returns:
         Scalar loss.
+
+    Example:
+        >>> generator_loss(torch.zeros(2), torch.zeros(2))  # D cannot tell them apart: log 2
+        tensor(0.6931)
     """
     return F.softplus(-(_wide(d_fake) - _wide(d_real))).mean()
 

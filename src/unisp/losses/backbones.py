@@ -161,7 +161,12 @@ LITE_SPEC = BackboneSpec(content_channels=112, colour_dim=320, colour_size=COLOU
 
 
 class Normalise(nn.Module):
-    """``(x − mean) / std`` per channel, constants as non-persistent buffers (they follow ``.to()``)."""
+    """``(x − mean) / std`` per channel, constants as non-persistent buffers (they follow ``.to()``).
+
+    Example:
+        >>> Normalise((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))(torch.ones(1, 3, 1, 1)).flatten()
+        tensor([2., 2., 2.])
+    """
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()

@@ -52,6 +52,12 @@ def gaussian_blur(rgb: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
 
     Returns:
         ``(B, C, H, W)`` blurred.
+
+    Example:
+        >>> gaussian_kernel1d(5, 1.0)
+        tensor([0.0545, 0.2442, 0.4026, 0.2442, 0.0545])
+        >>> gaussian_blur(torch.full((1, 3, 8, 8), 0.5), 5, 1.0).unique()  # a flat image stays flat
+        tensor([0.5000])
     """
     if rgb.ndim != 4:
         raise ValueError(f"gaussian_blur needs (B, C, H, W), got shape {tuple(rgb.shape)}")

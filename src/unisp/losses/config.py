@@ -74,6 +74,11 @@ class UnpairedLossConfig:
         swd_patch: side of the high-pass windows compared (odd).
         swd_samples: windows drawn from each side per step.
         swd_directions: random projections per step.
+
+    Example:
+        >>> config = UnpairedLossConfig()
+        >>> config.blur_size, config.blur_sigma, config.dla
+        (21, 3.0, True)
     """
 
     profile: Profile = "lite"

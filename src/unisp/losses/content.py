@@ -38,6 +38,10 @@ def content_view(rgb: torch.Tensor, pool: int = 1, luma: str = "rec601") -> torc
     Returns:
         ``(B, 3, H // pool, W // pool)`` luminance replicated to three channels (edges that do
         not fill a whole pooling window are dropped, as :func:`torch.nn.functional.avg_pool2d` does).
+
+    Example:
+        >>> content_view(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).expand(1, 3, 4, 4), pool=2)[0, :, 0, 0]
+        tensor([0.2990, 0.2990, 0.2990])
     """
     if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
         raise ValueError(f"content pooling must be a positive integer, got {pool!r}")

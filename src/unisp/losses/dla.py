@@ -77,6 +77,15 @@ def dla_backward(
 
     Returns:
         The :class:`DLAResult` (weights and norms per term).
+
+    Example:
+        >>> w = torch.tensor([1.0], requires_grad=True)
+        >>> out = w * torch.tensor([3.0, 4.0])
+        >>> result = dla_backward([w], out, {"a": out.sum(), "b": out.square().sum() / 2}, {}, eps=0.0)
+        >>> result.norms  # ‖∇w a‖ = 3 + 4, ‖∇w b‖ = 3² + 4²
+        {'a': 7.0, 'b': 25.0}
+        >>> w.grad  # each term's gradient scaled to norm 1, summed
+        tensor([2.])
     """
     params = list(params)
     names = list(terms)

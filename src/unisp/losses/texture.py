@@ -37,6 +37,10 @@ def grayscale(rgb: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``(B, 3, H, W)``, every channel ``0.299 R + 0.587 G + 0.114 B`` (see :data:`REC601_LUMA`).
+
+    Example:
+        >>> grayscale(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)).flatten()
+        tensor([0.2990, 0.2990, 0.2990])
     """
     if rgb.ndim != 4 or rgb.shape[1] != 3:
         raise ValueError(f"grayscale needs (B, 3, H, W) RGB, got shape {tuple(rgb.shape)}")

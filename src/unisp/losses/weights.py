@@ -142,6 +142,12 @@ def required_weights(profile: Profile, weights_dir: str | Path | None = None) ->
 
     Returns:
         One :class:`WeightFile` per file, in a fixed order (paper: VGG-19, AlexNet, ViT-B/16).
+
+    Example:
+        >>> required_weights("random")
+        []
+        >>> [w.name for w in required_weights("lite")]
+        ['efficientnet-lite0-57934424.pth']
     """
     if profile not in PROFILES:
         raise UnispError(f"unknown backbone profile {profile!r} (choose one of {', '.join(PROFILES)})")

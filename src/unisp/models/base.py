@@ -65,7 +65,7 @@ class Generator(nn.Module):
         clamp_output: clamp ``forward``'s output to [0, 1] (off for training).
         input_wb: what its input is white-balanced with before it (``data.input_wb``, a model
             file's ``input_wb``; :func:`unisp.isp.awb.input_gains`): ``"none"`` or ``"as_shot"``.
-            :func:`unisp.process.run_tiled` applies it; ``forward`` takes planes already balanced.
+            :func:`unisp.models.tiled.run_tiled` applies it; ``forward`` takes planes already balanced.
     """
 
     name: str = ""
@@ -144,6 +144,14 @@ def check_input_size(model: nn.Module, height: int, width: int, what: str) -> No
 
     Raises:
         UnispError: ``what``, the size in mosaic pixels and the smallest the model takes.
+
+    Example:
+        >>> from unisp.models.registry import build_model
+        >>> check_input_size(build_model("rmfa_tiny"), 2, 2, "a.dng")
+        >>> check_input_size(build_model("rmfa_tiny"), 1, 1, "a.dng")
+        Traceback (most recent call last):
+            ...
+        unisp.errors.UnispError: a.dng: a 2×2 mosaic is smaller than rmfa_tiny takes (at least 4×4 pixels)
     """
     smallest = getattr(model, "min_packed_size", 1)
     if min(height, width) < smallest:

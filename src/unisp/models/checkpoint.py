@@ -97,6 +97,15 @@ def save_model(path: str | Path, model: Generator, *, name: str, meta: dict[str,
 
     Returns:
         The header written.
+
+    Example:
+        >>> import tempfile
+        >>> model = build_model("efficient_isp")
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     header = save_model(Path(folder) / "isp.safetensors", model, name="efficient_isp")
+        ...     loaded, _ = load_model(Path(folder) / "isp.safetensors")
+        >>> type(loaded).__name__, torch.equal(loaded.conv1.weight, model.conv1.weight)
+        ('EfficientISP', True)
     """
     path = Path(path)
     meta = dict(meta or {})
@@ -181,6 +190,29 @@ def load_model(path: str | Path) -> tuple[Generator, dict[str, Any]]:
         raise UnispError(f"{path}: weights do not fit model {header['model']!r} ({' '.join(str(e).split())[:400]})") from None
     model.input_wb = recorded_input_wb(path, header)
     return model.eval(), header
+
+
+def load_generator(spec: str | Path) -> tuple[Generator, dict[str, Any], Path | None]:
+    """A generator from a model name (freshly initialised, random weights) or a model file.
+
+    Args:
+        spec: one of :data:`unisp.models.registry.MODEL_NAMES`, or a file for :func:`load_model`.
+
+    Returns:
+        ``(model, header, file)``: for a name, the model as :func:`build_model` gives it, ``{}`` and
+        None; for a file, what :func:`load_model` returns and the file's path.
+
+    Raises:
+        UnispError: neither a model name nor an existing path (the message lists the names), or
+            whatever :func:`load_model` finds wrong with the file.
+    """
+    if str(spec) in MODEL_NAMES:
+        return build_model(str(spec)), {}, None
+    path = Path(spec)
+    if not path.exists():  # anything that exists goes to load_model, which says what is wrong with it
+        raise UnispError(f"{spec}: neither a model name ({', '.join(MODEL_NAMES)}) nor a model file")
+    model, header = load_model(path)
+    return model, header, path
 
 
 def sniff(data: bytes) -> str:

@@ -58,7 +58,15 @@ class ThreeConvISP(Generator):
 
 
 class EfficientISP(ThreeConvISP):
-    """The paper's generator: widths 12, 12 — 3,060 parameters, 756 MAC per output pixel."""
+    """The paper's generator: widths 12, 12 — 3,060 parameters, 756 MAC per output pixel.
+
+    Example:
+        >>> model = EfficientISP()
+        >>> model(torch.rand(1, 4, 8, 8)).shape  # packed (R, Gr, Gb, B) planes → full-resolution RGB
+        torch.Size([1, 3, 16, 16])
+        >>> sum(p.numel() for p in model.parameters())
+        3060
+    """
 
     name = "efficient_isp"
     receptive_radius = 3  # three 3×3 convolutions at packed resolution

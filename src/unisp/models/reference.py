@@ -77,7 +77,14 @@ def _deserialise(path: Path, data: bytes) -> Any:
 
 
 def infer_reference_model(state: dict[str, torch.Tensor]) -> tuple[str, dict[str, Any]] | None:
-    """Registry name and kwargs of the architecture a released state dict belongs to, from its keys and shapes."""
+    """Registry name and kwargs of the architecture a released state dict belongs to, from its keys and shapes.
+
+    Example:
+        >>> infer_reference_model(build_model("rmfa_tiny", num_blocks=3).state_dict())
+        ('rmfa_tiny', {'num_blocks': 3, 'width': 16})
+        >>> infer_reference_model({"unknown.weight": torch.zeros(1)}) is None
+        True
+    """
     if "input_module.0.weight" in state:
         blocks = {int(m.group(1)) for k in state if (m := re.match(r"rmfa_blocks\.(\d+)\.", k))}
         width = int(state["input_module.0.weight"].shape[0])

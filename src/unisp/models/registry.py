@@ -49,6 +49,11 @@ def build_model(name: str, **kwargs: Any) -> Generator:
 
     Raises:
         ConfigError: an unknown name, or an argument that is unknown, of the wrong type or out of range.
+
+    Example:
+        >>> model = build_model("rmfa_tiny")
+        >>> count_parameters(model), model.training
+        (29223, True)
     """
     cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:

@@ -177,6 +177,13 @@ class RMFANet(Generator):
         fill: value of the three-channel split at unsampled positions (see :data:`SPLIT_FILL`),
             :data:`MIN_FILL` to :data:`MAX_FILL`.
         clamp_output: see :class:`Generator`.
+
+    Example:
+        >>> model = RMFANet()
+        >>> model(torch.rand(1, 4, 4, 4)).shape
+        torch.Size([1, 3, 8, 8])
+        >>> sum(p.numel() for p in model.parameters())
+        29223
     """
 
     name = "rmfa_tiny"

@@ -25,7 +25,6 @@ _BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _SRATIONAL = 1, 2, 3, 4, 5, 10
 
 # Tag numbers (TIFF 6.0, TIFF/EP, DNG 1.4).
 TAG_ORIENTATION = 274
-TAG_SOFTWARE = 305
 TAG_CFA_REPEAT_PATTERN_DIM = 33421
 TAG_CFA_PATTERN = 33422
 TAG_DNG_VERSION = 50706
@@ -63,7 +62,7 @@ def write_dng(
     black_level: float | Sequence[float],
     white_level: int,
     as_shot_neutral: Sequence[float] | None = None,
-    color_matrix: np.ndarray | None = None,
+    colour_matrix: np.ndarray | None = None,
     orientation: int = 1,
     camera_model: str = "unisp synthetic",
 ) -> None:
@@ -80,12 +79,22 @@ def write_dng(
         white_level: the saturation value.
         as_shot_neutral: camera ``(R, G, B)`` of a neutral grey under the shot's light (the inverse of
             the white-balance gains), or None.
-        color_matrix: ``3×3`` XYZ → camera matrix for D65 (ColorMatrix1), or None.
+        colour_matrix: ``3×3`` XYZ → camera matrix for D65 (ColorMatrix1), or None.
         orientation: EXIF orientation code 1..8.
         camera_model: UniqueCameraModel.
 
     Raises:
         UnispError: a value out of range; OutputError when the file cannot be written.
+
+    Example:
+        >>> import tempfile
+        >>> from unisp.raw.dng_tags import read_dng_tags
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "flat.dng"
+        ...     write_dng(path, np.full((32, 32), 512, np.uint16), "RGGB", black_level=64, white_level=1023)
+        ...     tags = read_dng_tags(path)
+        >>> tags.white_level, tags.black_level
+        ((1023.0,), (64.0,))
     """
     path = Path(path)
     try:
@@ -114,8 +123,8 @@ def write_dng(
         (TAG_WHITE_LEVEL, _LONG, 1, int(white_level), True),
         (TAG_ORIENTATION, _SHORT, 1, int(orientation), True),
     ]
-    if color_matrix is not None:
-        matrix = np.asarray(color_matrix, dtype=np.float64)
+    if colour_matrix is not None:
+        matrix = np.asarray(colour_matrix, dtype=np.float64)
         if matrix.shape != (3, 3):
             raise UnispError(f"{path}: colour matrix must be 3×3, got {matrix.shape}")
         tags.append((TAG_COLOR_MATRIX_1, _SRATIONAL, 9, _rationals(path, matrix.ravel(), signed=True), True))

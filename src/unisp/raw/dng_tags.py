@@ -102,6 +102,18 @@ def read_dng_tags(path: Path) -> DngTags | None:
 
     tifffile's own log messages (e.g. "0 is not a valid ORIENTATION", which names no file) are
     dropped while reading: the reader reports what matters, naming the file.
+
+    Example:
+        >>> import tempfile
+        >>> from unisp.raw.dng import write_dng
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "a.dng"
+        ...     write_dng(path, np.zeros((32, 32), np.uint16), "RGGB", black_level=64, white_level=1023, orientation=6)
+        ...     tags = read_dng_tags(path)
+        >>> tags.orientations, tags.cfa_patterns  # CFAPattern codes: 0 red, 1 green, 2 blue
+        ((6.0,), (((0, 1, 1, 2), 3),))
+        >>> read_dng_tags(Path(folder) / "gone.dng") is None
+        True
     """
     try:
         with _tifffile_quiet(), tifffile.TiffFile(path) as tif:

@@ -44,6 +44,13 @@ class RawFrame:
         orientation: EXIF orientation code (1 = as stored; 3 = 180°; 6 = 90° CW; 8 = 90° CCW).
         path: the file it was read from, if any.
         sources: for each calibration field, where its value came from (see :class:`Source`).
+
+    Example:
+        >>> frame = RawFrame(np.full((4, 6), 543, np.uint16), "RGGB", (64,) * 4, 1023)
+        >>> frame.packed().shape
+        (4, 2, 3)
+        >>> round(frame.normalized()[0, 0, 0].item(), 4)  # (543 - 64) / (1023 - 64)
+        0.4995
     """
 
     mosaic: np.ndarray

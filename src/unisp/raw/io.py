@@ -263,6 +263,28 @@ def find_raw_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files given directly plus the RAW files inside given folders (:func:`find_raw_files`).
+
+    Returns:
+        ``(files, failures)``: the files in the order given, and ``(path, message)`` for each
+        missing path and each folder that is not usable; a run goes on with the files it has.
+    """
+    files: list[Path] = []
+    failures: list[tuple[Path, str]] = []
+    for path in inputs:
+        if path.is_dir():
+            try:
+                files.extend(find_raw_files(path))
+            except UnispError as e:
+                failures.append((path, str(e)))
+        elif path.exists():
+            files.append(path)
+        else:
+            failures.append((path, f"{path}: no such file or folder"))
+    return files, failures
+
+
 def write_mosaic_png(path: str | os.PathLike, frame: RawFrame, extra: dict | None = None) -> Path:
     """Write ``frame`` as a 16-bit one-channel PNG plus a ``NAME.json`` sidecar, each atomically.
 

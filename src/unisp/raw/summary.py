@@ -34,6 +34,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from unisp.raw.bayer import CANONICAL_CHANNELS
 from unisp.raw.frame import RawFrame, Source
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,33 @@ class FrameFacts:
                 ("colour matrix" if frame.cam_to_srgb is not None else "colour matrix identity", source("cam_to_srgb")),
             ),
         )
+
+
+@dataclass(frozen=True)
+class PixelStats:
+    """What a frame's samples say about its exposure (``unisp inspect`` prints them).
+
+    Attributes:
+        plane_means: mean value of each Bayer plane in sensor units (black level included), keyed
+            R, Gr, Gb, B in that order.
+        clipped_percent: percentage of the mosaic's samples at or above the white level.
+    """
+
+    plane_means: dict[str, float]
+    clipped_percent: float
+
+    @classmethod
+    def of(cls, frame: RawFrame) -> PixelStats:
+        """The statistics of ``frame``'s mosaic.
+
+        Example:
+            >>> frame = RawFrame(np.array([[1023, 10], [20, 30]], np.uint16), "RGGB", (0,) * 4, 1023)
+            >>> PixelStats.of(frame)
+            PixelStats(plane_means={'R': 1023.0, 'Gr': 10.0, 'Gb': 20.0, 'B': 30.0}, clipped_percent=25.0)
+        """
+        means = frame.packed().reshape(4, -1).mean(1)
+        clipped = float(np.mean(frame.mosaic >= frame.white_level)) * 100
+        return cls(dict(zip(CANONICAL_CHANNELS, (float(m) for m in means))), clipped)
 
 
 def tagged(items: Sequence[tuple[str, str]]) -> str:

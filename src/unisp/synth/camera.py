@@ -153,6 +153,11 @@ def random_gains(generator: torch.Generator) -> Gains:
 
     Returns:
         ``Gains(rgb_gain = 1 / N(0.8, 0.1), red_gain ∈ U(1.9, 2.4), blue_gain ∈ U(1.5, 1.9))``.
+
+    Example:
+        >>> gains = random_gains(torch.Generator().manual_seed(0))
+        >>> round(gains.rgb_gain, 3), round(gains.red_gain, 3), round(gains.blue_gain, 3)
+        (1.048, 2.13, 1.868)
     """
     inverse = _normal(generator, RGB_GAIN_INVERSE_MEAN, RGB_GAIN_INVERSE_STD)
     rgb_gain = 1.0 / max(inverse, RGB_GAIN_INVERSE_MIN)

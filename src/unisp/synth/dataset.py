@@ -71,6 +71,11 @@ def synthesize_image(
 
     Returns:
         ``(frame, model)``.
+
+    Example:
+        >>> frame, model = synthesize_image(torch.full((3, 8, 8), 0.5), torch.Generator().manual_seed(0))
+        >>> frame.mosaic.shape, frame.mosaic.dtype, frame.white_level, frame.black_level
+        ((8, 8), dtype('uint16'), 1023.0, (64.0, 64.0, 64.0, 64.0))
     """
     model = SensorModel.random(
         generator, cfa=cfa, bits=bits, black_level=black_level, noise=noise, tone_curve=tone_curve

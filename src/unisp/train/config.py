@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Optional, Union
 
+from unisp.data.files import split_files
 from unisp.errors import ConfigError
 from unisp.isp.awb import InputWhiteBalance
 from unisp.isp.demosaic import DemosaicMethod
-from unisp.isp.pipeline import TransferCurve
+from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, TransferCurve
 from unisp.losses.config import UnpairedLossConfig
 from unisp.models.registry import MODEL_NAMES
 from unisp.raw.options import FLAG_KEYS, RawOptions, read_camera_file
@@ -236,6 +239,18 @@ class TrainConfig:
         if self.data.patch < 8 or self.data.patch % 2:
             raise ConfigError(f"config key 'data.patch' must be an even number ≥ 8, got {self.data.patch}")
         self.data.recipe_options()  # data.cfa … data.bits, each checked as its flag is
+
+    @property
+    def target_isp(self) -> ISPConfig:
+        """The classical render X̂ (the paper's demosaic + white balance + gamma): the stage-1 target
+        and the content reference, from ``target_demosaic``, ``target_transfer`` and ``target_stretch``."""
+        return dataclasses.replace(
+            TRAINING_TARGET, demosaic=self.target_demosaic, transfer=self.target_transfer, stretch=self.target_stretch
+        )
+
+    def split_files(self) -> tuple[list[Path], list[Path]]:
+        """The run's training and validation RAW files (:func:`unisp.data.files.split_files` of ``data.*`` and ``seed``)."""
+        return split_files(self.data.raw_dir, self.data.val_dir, self.data.val_fraction, self.seed)
 
     def check_ready(self) -> None:
         """Raise :class:`ConfigError` for settings a run needs but defaults cannot give."""

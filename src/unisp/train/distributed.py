@@ -64,6 +64,13 @@ class Distributed:
         return self.world > 1
 
 
+def is_main_process() -> bool:
+    """Whether this process shows progress and writes files: rank 0 of a ``torchrun`` job, or a
+    process ``torchrun`` did not launch (no ``RANK``). Read from the environment, so it holds
+    before :func:`setup` joins the job."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def setup(device: str) -> tuple[Distributed, torch.device]:
     """Join the ``torchrun`` job described by the environment, if any.
 

@@ -64,7 +64,14 @@ def collapse_message(step: int, stats: dict[str, float], lr: float) -> str:
 
 
 def all_finite(tensors: Iterable[torch.Tensor | None]) -> bool:
-    """True when every element of every (non-None) tensor is finite; one device synchronisation."""
+    """True when every element of every (non-None) tensor is finite; one device synchronisation.
+
+    Example:
+        >>> all_finite([torch.ones(2), None])
+        True
+        >>> all_finite([torch.ones(2), torch.tensor([1.0, float("nan")])])
+        False
+    """
     flags = [torch.isfinite(t).all() for t in tensors if t is not None]
     return bool(torch.stack(flags).all()) if flags else True
 

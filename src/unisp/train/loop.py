@@ -2,24 +2,25 @@
 
 Read top to bottom: model, data (a sample of the files read and checked), objective (terms and
 discriminators), optimisers, and only then the run folder, so that a run that cannot start
-leaves nothing behind; then one loop of steps, over one data loader (built once, so that its
-worker processes read each file once per run). A generator step computes the active terms on a
-batch and combines their gradients (Dynamic Loss Adaptation, or fixed weights); every
-``d_every`` steps the discriminators step on the same batch. Logging, validation and checkpoints
-happen every so many steps; ``--resume`` continues exactly where the last checkpoint left off
-(weights, optimiser moments, discriminators, step and data order).
+leaves nothing behind; then one loop of steps (:func:`train_steps`), over one data loader (built
+once, so that its worker processes read each file once per run). A generator step
+(:func:`generator_step`) computes the active terms on a batch and combines their gradients
+(Dynamic Loss Adaptation, or fixed weights); every ``d_every`` steps the discriminators step on
+the same batch (:func:`discriminator_step`). Logging, validation and checkpoints happen every so
+many steps; ``--resume`` continues exactly where the last checkpoint left off (weights, optimiser
+moments, discriminators, step and data order). What the loop changes, and what a checkpoint saves
+of it, is one :class:`~unisp.train.state.TrainState`.
 
 A step whose loss or gradient is NaN/Inf is skipped, and persistent ones roll back to the last
-checkpoint with lower learning rates; an output collapsed to one constant image stops the run
-(:mod:`unisp.train.guard`). Under ``torchrun`` every rank trains on its shard of each batch and
-gradients are averaged explicitly (:mod:`unisp.train.distributed`); only rank 0 writes.
+checkpoint with lower learning rates (the loader then starts a new pass there); an output
+collapsed to one constant image stops the run (:mod:`unisp.train.guard`). Under ``torchrun``
+every rank trains on its shard of each batch and gradients are averaged explicitly
+(:mod:`unisp.train.distributed`); only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import functools
 import json
 import logging
@@ -27,7 +28,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +36,30 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from unisp.data.files import pair_by_stem
 from unisp.data.patches import EpochItems, FrameCache, RawPatches, check_alignment
 from unisp.data.unpaired import RGBPatches, UnpairedPatches
 from unisp.errors import ConfigError, UnispError
-from unisp.eval.metrics import psnr
+from unisp.metrics import psnr
 from unisp.fileio import list_images, read_rgb, write_text
 from unisp.isp.awb import balance_input, input_gains, lacks_input_gains, warn_lacking_gains
 from unisp.isp.grading import Grading, fit_grading
-from unisp.isp.pipeline import TRAINING_TARGET, ISPConfig, render_frame
+from unisp.isp.pipeline import render_frame
 from unisp.losses.dla import dla_backward, fixed_weight_backward
 from unisp.models.base import Generator, training_forward
 from unisp.models.checkpoint import load_model, recorded_options
 from unisp.models.registry import build_model, count_parameters
 from unisp.raw.frame import RawFrame
-from unisp.raw.io import REQUIRED_VALUES, detect_layout, find_raw_files, missing_values, read_raw
+from unisp.raw.io import REQUIRED_VALUES, detect_layout, missing_values, read_raw
 from unisp.raw.options import RawOptions
 from unisp.raw.summary import log_summary
 from unisp.train import distributed
 from unisp.train.config import PAIRED_MODES, TrainConfig
-from unisp.train.guard import NonFiniteGuard, TrainingCollapsed, all_finite, collapse, collapse_message, snapshot
+from unisp.train.guard import NonFiniteGuard, TrainingCollapsed, all_finite, collapse, collapse_message
 from unisp.train.memory import check_step_memory
 from unisp.train.objective import Objective, active_terms
-from unisp.train.run import MODEL_FILE, SUMMARY_FILE, RunDir
+from unisp.train.run import MODEL_FILE, SUMMARY_FILE, TENSORBOARD_DIR, RunDir
+from unisp.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +68,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def target_config(config: TrainConfig) -> ISPConfig:
-    """The classical render X̂ (the paper's demosaic + white balance + gamma)."""
-    return dataclasses.replace(
-        TRAINING_TARGET, demosaic=config.target_demosaic, transfer=config.target_transfer, stretch=config.target_stretch
-    )
-
-
-def split_files(config: TrainConfig) -> tuple[list[Path], list[Path]]:
-    """Training and validation RAW files (validation from ``val_dir`` or a seeded share of ``raw_dir``)."""
-    files = find_raw_files(config.data.raw_dir)
-    if config.data.val_dir:
-        return files, find_raw_files(config.data.val_dir)
-    n_val = int(round(len(files) * config.data.val_fraction))
-    if n_val == 0 or n_val >= len(files):
-        return files, []
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(config.seed)).tolist()
-    val = sorted(files[i] for i in order[:n_val])
-    return [f for f in files if f not in set(val)], val
 
 
 def check_raw_values(config: TrainConfig, options: RawOptions, train_files: list[Path], val_files: list[Path]) -> None:
@@ -125,11 +108,10 @@ def check_same_raw_input(options: RawOptions, header: dict[str, Any]) -> None:
 
 def paired_targets(raw_files: list[Path], rgb_dir: str) -> list[Path]:
     """The RGB file with the same stem as each RAW file in ``rgb_dir`` (any image extension)."""
-    by_stem = {p.stem: p for p in list_images(rgb_dir)}
-    missing = [f.name for f in raw_files if f.stem not in by_stem]
+    pairs, missing = pair_by_stem(raw_files, list_images(rgb_dir))
     if missing:
-        raise UnispError(f"{rgb_dir}: no RGB target for {len(missing)} RAW file(s), e.g. {missing[0]}")
-    return [by_stem[f.stem] for f in raw_files]
+        raise UnispError(f"{rgb_dir}: no RGB target for {len(missing)} RAW file(s), e.g. {missing[0].name}")
+    return [target for _, target in pairs]
 
 
 def build_dataset(config: TrainConfig, files: list[Path], read: Callable) -> Dataset:
@@ -141,7 +123,7 @@ def build_dataset(config: TrainConfig, files: list[Path], read: Callable) -> Dat
         config.data.patch,
         config.data.samples_per_epoch,
         rgb_files=paired_targets(files, config.data.rgb_dir) if paired else None,
-        isp=target_config(config),
+        isp=config.target_isp,
         flips=config.data.flips,
         seed=config.seed,
         input_wb=config.data.input_wb,
@@ -173,7 +155,7 @@ def fit_colour_grading(config: TrainConfig, files: list[Path], read: Callable) -
         order = torch.randperm(len(paths), generator=generator)[:GRADING_MAX_FILES].tolist()
         return [paths[i] for i in sorted(order)]
 
-    renders = (render_frame(read(f), target_config(config)) for f in pick(files))
+    renders = (render_frame(read(f), config.target_isp) for f in pick(files))
     photos = (read_rgb(p) for p in pick(list_images(config.data.rgb_dir)))
     grading = fit_grading(renders, photos, pool=config.losses.grading_pool, seed=config.seed)
     log.info("graded term: X̂ graded to the lightness and chroma of %s", config.data.rgb_dir)
@@ -195,7 +177,7 @@ def load_validation(config: TrainConfig, files: list[Path], read: Callable) -> t
     if gt_dir:
         targets = [check_alignment(p, read_rgb(p), f) for p, f in zip(paired_targets(files, gt_dir), frames)]
         return frames, targets, "val_psnr"
-    targets = [render_frame(f, target_config(config)) for f in frames]
+    targets = [render_frame(f, config.target_isp) for f in frames]
     return frames, targets, "val_psnr" if config.mode == "stage1" else "val_render_psnr"
 
 
@@ -372,20 +354,16 @@ def _train(
     command: str,
     changes: dict[str, tuple[Any, Any]],
 ) -> dict[str, Any]:
+    """:func:`train` once the processes have joined: set up, open the run folder, loop, summarise."""
+    # Model and data: checked (a sample of the files read) before anything is written.
     seed_everything(config.seed)
     options = config.data.raw_options()
-    if resume:
-        model, header, state = load_resume_everywhere(run, ctx)
-        check_same_raw_input(options, header)
-        name = header["model"]
-    else:
-        model, name = build_start_model(config)
-        state = {}
+    model, name, saved = starting_model(config, run, ctx, options, resume)
     local_batch = distributed.local_batch_size(config.batch_size, ctx)
     # Each GPU holds its own share of the batch; processes on the CPU share the host's memory.
     check_step_memory(config, device, local_batch if device.type == "cuda" else config.batch_size)
     read = functools.partial(read_raw, options=options, layout=config.data.layout)
-    train_files, val_files = split_files(config)
+    train_files, val_files = config.split_files()
     check_raw_values(config, options, train_files, val_files)
     dataset = build_dataset(config, train_files, read)
     checked = dataset.check(PREFLIGHT_FILES)
@@ -394,160 +372,49 @@ def _train(
     if ctx.main:
         warn_set_up_gains(config.data.input_wb, checked + val_frames)
 
+    # The objective (terms and discriminators) and the optimisers, on every rank as rank 0 has them.
     model.input_wb = config.data.input_wb  # recorded in every model file the run writes
     model = model.to(device).train()
     distributed.broadcast_module_(model, ctx)
     grading = fit_colour_grading(config, train_files, read) if "graded" in active_terms(config) else None
     objective = Objective(config, grading).to(device)
     distributed.broadcast_module_(objective, ctx)  # discriminators (and random test backbones) as rank 0's
-    g_params = [p for p in model.parameters() if p.requires_grad]
-    g_opt = torch.optim.Adam(g_params, lr=config.lr, betas=tuple(config.betas))
-    discriminators = objective.discriminators()
-    d_opts = {k: torch.optim.Adam(d.parameters(), lr=config.d_lr, betas=tuple(config.d_betas)) for k, d in discriminators.items()}
-    guard = NonFiniteGuard(config.nan_patience, config.nan_lr_factor, config.nan_max_rollbacks)
-
-    def resume_state() -> dict[str, Any]:
-        """Everything beyond the model that ``--resume`` (and a NaN rollback) needs."""
-        return {
-            "optimizer": g_opt.state_dict(),
-            "discriminators": {k: d.state_dict() for k, d in discriminators.items()},
-            "d_optimizers": {k: o.state_dict() for k, o in d_opts.items()},
-            "torch_rng": torch.get_rng_state(),
-            "guard": guard.counters(),
-        }
-
-    def restore(state: dict[str, Any]) -> None:
-        g_opt.load_state_dict(state["optimizer"])
-        for key, d in discriminators.items():
-            d.load_state_dict(state["discriminators"][key])
-            d_opts[key].load_state_dict(state["d_optimizers"][key])
-        torch.set_rng_state(state["torch_rng"])
-
-    step = 0
+    state = TrainState.start(model, objective.discriminators(), config)
     if resume:
-        restore(state)
-        guard.restore(state.get("guard", {}))
-        step = int(state["step"])
+        state.resume(saved)
     # Every check has passed and everything is built: only now is the run folder written.
     if ctx.main:
-        if resume:
-            continue_run_folder(run, config, step, changes)
-        else:
-            start_run_folder(run, config, str(device), command, overwrite)
+        open_run_folder(run, config, state.step, resume, changes, str(device), command, overwrite)
         if grading is not None:
             run.save_grading(grading.to_dict())
-    last_good = snapshot(model, resume_state(), step)
+    state.mark_good()
 
-    steps_per_epoch = config.data.samples_per_epoch // config.batch_size
-    board = TensorBoard(run.path / "tb", config.tensorboard and ctx.main)
-    start_val = validate(model, val_frames, val_targets, val_name, device) if step == 0 else {}
+    # The loop, between a validation at step 0 (not on resume) and one at the end.
+    board = TensorBoard(run.path / TENSORBOARD_DIR, config.tensorboard and ctx.main)
+    score = functools.partial(validate, frames=val_frames, targets=val_targets, name=val_name, device=device)
+    start_val = score(state.model) if state.step == 0 else {}
     if start_val:
-        run.log({"step": 0, **start_val})
-        board.scalars(0, start_val)
-    amp = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
-        else contextlib.nullcontext()
-    )
-    training = {"mode": config.mode, "recipe_steps": config.steps, "parameters": count_parameters(model)}
+        log_validation(run, board, 0, start_val)
+    training = {"mode": config.mode, "recipe_steps": config.steps, "parameters": count_parameters(state.model)}
+    checkpoint = functools.partial(save_checkpoint, run=run, ctx=ctx, name=name, training=training, options=options)
     started = time.perf_counter()
-    last: dict[str, float] = {}
-    sampler = distributed.StepSampler(config.steps, steps_per_epoch, config.batch_size, ctx)
-    # Built once: worker processes, when there are any, live for the whole run with their frame caches.
-    loader = DataLoader(
-        EpochItems(dataset),
-        batch_size=local_batch,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=config.data.workers,
-        persistent_workers=config.data.workers > 0,
-    )
-    while step < config.steps:
-        # Epoch and position follow from the step alone, so a resumed run sees the same batches.
-        sampler.start = step
-        for batch in loader:
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            # From the step alone (so a resumed run follows the same rates), lowered by any rollback.
-            set_learning_rates(g_opt, d_opts, config, guard.lr_scale * schedule_factor(config, step))
-            fake = training_forward(model, batch["raw"])
-            with amp:
-                terms, dbatch = objective.generator_terms(fake, batch, step)
-            terms = {k: v.float() for k, v in terms.items()}
-            g_opt.zero_grad(set_to_none=True)
-            # Every loss is a mean over the batch: the ranks' average is the global batch's value.
-            values = distributed.average_(torch.stack([v.detach() for v in terms.values()]), ctx).tolist()
-            record: dict[str, float] = {f"loss/{k}": v for k, v in zip(terms, values)}
-            record["lr"] = g_opt.param_groups[0]["lr"]
-            record["loss/total"] = sum(objective.multipliers[k] * record[f"loss/{k}"] for k in terms)
-            bad = not math.isfinite(record["loss/total"])
-            if not bad:
-                if config.losses.dla:
-                    reduce = functools.partial(distributed.average_gradient_lists, ctx=ctx)
-                    result = dla_backward(g_params, fake, terms, objective.multipliers, config.losses.dla_eps, reduce)
-                    record.update({f"dla_weight/{k}": v for k, v in result.weights.items()})
-                    record.update({f"grad_norm/{k}": v for k, v in result.norms.items()})
-                else:
-                    fixed_weight_backward(g_params, fake, terms, objective.multipliers)
-                    distributed.average_gradients_(g_params, ctx)
-                bad = not all_finite(p.grad for p in g_params)
-            if bad:
-                g_opt.zero_grad(set_to_none=True)
-                guard.skipped_steps += 1
-                log.warning("step %d: NaN/Inf in the generator's loss or gradient; step skipped", step + 1)
-            else:
-                g_opt.step()
-            if dbatch is not None and step % config.d_every == 0:
-                d_skipped = guard.skipped_d_steps
-                record.update(discriminator_update(objective, dbatch, d_opts, config.d_clip, guard, ctx, step))
-                bad = bad or guard.skipped_d_steps > d_skipped
-            step += 1
-            record = {k: v for k, v in record.items() if math.isfinite(v)}
-            record["skipped_steps"] = guard.skipped_steps
-            if d_opts:
-                record["skipped_d_steps"] = guard.skipped_d_steps
-            last = record
-            if guard.step_done(bad):
-                guard.rolled_back(step, last_good["step"])
-                model.load_state_dict(last_good["model"])
-                restore(copy.deepcopy(last_good["state"]))
-                step = last_good["step"]
-                if ctx.main:
-                    run.truncate_metrics(step)
-                    run.log({"step": step, "rollback": guard.rollbacks, "lr_scale": guard.lr_scale, "skipped_steps": guard.skipped_steps})
-                break  # restart the data loader at the restored step
-            if ctx.main:
-                if step % config.log_every == 0 or step == config.steps:
-                    run.log({"step": step, **record})
-                    board.scalars(step, record)
-                    stop_if_collapsed(run, step, fake, batch["target"], config.lr)
-                if step % config.image_every == 0:
-                    board.images(step, batch, fake)
-                if step % config.val_every == 0 or step == config.steps:
-                    scores = validate(model, val_frames, val_targets, val_name, device)
-                    run.log({"step": step, **scores})
-                    board.scalars(step, scores)
-            if step % config.ckpt_every == 0 or step == config.steps:
-                state = resume_state()
-                if ctx.main:
-                    run.save(model, name, step, state, training, options.to_dict())
-                last_good = snapshot(model, state, step)
-            if progress is not None and ctx.main:
-                progress(step, record)
+    loader = build_loader(dataset, config, local_batch, ctx)
+    last = train_steps(config, ctx, device, state, objective, loader, run, board, score, checkpoint, progress)
     board.close()
 
-    final_val = validate(model, val_frames, val_targets, val_name, device)
+    final_val = score(state.model)
     summary = {
         "mode": config.mode,
         "model": name,
-        "steps": step,
+        "steps": state.step,
         "device": str(device),
         "processes": ctx.world,
         "seconds": round(time.perf_counter() - started, 2),
         "terms": objective.multipliers,
         "final_loss": {k: v for k, v in last.items() if k.startswith("loss/")},
-        "skipped_steps": guard.skipped_steps,
-        "skipped_d_steps": guard.skipped_d_steps,
-        "rollbacks": guard.rollbacks,
+        "skipped_steps": state.guard.skipped_steps,
+        "skipped_d_steps": state.guard.skipped_d_steps,
+        "rollbacks": state.guard.rollbacks,
         "validation_metric": val_name,
         "start_validation": start_val,
         "final_validation": final_val,
@@ -557,6 +424,296 @@ def _train(
     if ctx.main:
         write_text(run.path / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def starting_model(
+    config: TrainConfig, run: RunDir, ctx: distributed.Distributed, options: RawOptions, resume: bool
+) -> tuple[Generator, str, dict[str, Any]]:
+    """The generator to train, its registry name and, on ``--resume``, the run's ``resume.pt``.
+
+    Args:
+        config: the recipe.
+        run: the run folder.
+        ctx: this process's place in the job (rank 0 reads ``resume.pt`` for every rank).
+        options: the recipe's RAW values (a resumed run must have been trained with them).
+        resume: continue the run in ``run`` (else a fresh model, or the one in ``config.init``).
+
+    Returns:
+        ``(model, name, saved)``; ``saved`` is ``{}`` for a new run.
+    """
+    if not resume:
+        model, name = build_start_model(config)
+        return model, name, {}
+    model, header, saved = load_resume_everywhere(run, ctx)
+    check_same_raw_input(options, header)
+    return model, header["model"], saved
+
+
+def build_loader(dataset: Dataset, config: TrainConfig, local_batch: int, ctx: distributed.Distributed) -> DataLoader:
+    """The run's one data loader: ``local_batch`` items a step, as a :class:`~unisp.train.distributed.StepSampler` orders them.
+
+    Built once: worker processes, when there are any, live for the whole run with their frame caches.
+    """
+    steps_per_epoch = config.data.samples_per_epoch // config.batch_size
+    return DataLoader(
+        EpochItems(dataset),
+        batch_size=local_batch,
+        sampler=distributed.StepSampler(config.steps, steps_per_epoch, config.batch_size, ctx),
+        drop_last=True,
+        num_workers=config.data.workers,
+        persistent_workers=config.data.workers > 0,
+    )
+
+
+def loader_pass(loader: DataLoader, step: int) -> Iterator[dict[str, torch.Tensor]]:
+    """A new pass of the loader: the batches of steps ``step``, ``step + 1``, … up to the recipe's last.
+
+    Epoch and position follow from the step alone, so a resumed run, and a run rolled back to its
+    last checkpoint, see the same batches as an uninterrupted one.
+    """
+    loader.sampler.start = step
+    return iter(loader)
+
+
+def train_steps(
+    config: TrainConfig,
+    ctx: distributed.Distributed,
+    device: torch.device,
+    state: TrainState,
+    objective: Objective,
+    loader: DataLoader,
+    run: RunDir,
+    board: TensorBoard,
+    score: Callable[[Generator], dict[str, float]],
+    checkpoint: Callable[[TrainState], None],
+    progress: Callable[[int, dict[str, float]], None] | None,
+) -> dict[str, float]:
+    """The training loop, from ``state.step`` to ``config.steps``.
+
+    Each step: draw the batch, one generator step, one discriminator step (every ``d_every``), then
+    log, validate and checkpoint when due. After ``nan_patience`` bad steps in a row the state rolls
+    back to the last checkpoint and the loader starts a new pass from there.
+
+    Args:
+        config: the recipe.
+        ctx: this process's place in the job (only rank 0 logs, validates and writes).
+        device: where the model computes.
+        state: the models, optimisers, guard and step (changed in place).
+        objective: the loss terms and discriminators.
+        loader: the run's data loader (:func:`build_loader`).
+        run: the run folder (``metrics.jsonl``).
+        board: TensorBoard.
+        score: validation scores of a model (:func:`validate` on the run's validation frames).
+        checkpoint: saves a checkpoint of the state (:func:`save_checkpoint`).
+        progress: called after every step with the step number and its record (on rank 0).
+
+    Returns:
+        The last step's record.
+    """
+    amp = mixed_precision(config, device)
+    last: dict[str, float] = {}
+    batches = loader_pass(loader, state.step)
+    while state.step < config.steps:
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        # From the step alone (so a resumed run follows the same rates), lowered by any rollback.
+        set_learning_rates(state.g_opt, state.d_opts, config, state.guard.lr_scale * schedule_factor(config, state.step))
+        record, fake, dbatch, g_finite = generator_step(state, objective, batch, config, ctx, amp)
+        d_record, d_finite = discriminator_step(state, objective, dbatch, config, ctx)
+        state.step += 1
+        last = record = step_record({**record, **d_record}, state)
+        if state.guard.step_done(not (g_finite and d_finite)):
+            roll_back(state, run, ctx)
+            batches = loader_pass(loader, state.step)  # the restored steps' batches again
+            continue
+        if ctx.main:
+            log_step(run, board, config, state.step, record, batch, fake)
+            if due(state.step, config.val_every, config.steps):
+                log_validation(run, board, state.step, score(state.model))
+        if due(state.step, config.ckpt_every, config.steps):
+            checkpoint(state)
+        if progress is not None and ctx.main:
+            progress(state.step, record)
+    return last
+
+
+def generator_step(
+    state: TrainState,
+    objective: Objective,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+    ctx: distributed.Distributed,
+    amp: contextlib.AbstractContextManager,
+) -> tuple[dict[str, float], torch.Tensor, Any, bool]:
+    """One generator update on the batch: forward, the active terms, their gradients combined by
+    Dynamic Loss Adaptation (or fixed weights), and the optimiser's step. A step whose loss or
+    gradient is not finite is not taken (counted in ``state.guard.skipped_steps``).
+
+    Args:
+        state: the generator, its optimiser, the guard and the (0-based) step.
+        objective: the loss terms.
+        batch: ``raw`` and ``target`` (and ``real`` in unpaired mode), on the device.
+        config: the recipe (``losses.dla``, ``losses.dla_eps``).
+        ctx: this process's place in the job (losses and gradients are averaged over the ranks).
+        amp: the context the losses are computed in (:func:`mixed_precision`).
+
+    Returns:
+        ``(record, fake, dbatch, finite)``: the logged values (``loss/<term>``, ``lr``,
+        ``loss/total``, with DLA ``dla_weight/<term>`` and ``grad_norm/<term>``), the generator's
+        output, what the discriminators step on (None without adversarial terms), and whether
+        the step was taken.
+    """
+    fake = training_forward(state.model, batch["raw"])
+    with amp:
+        terms, dbatch = objective.generator_terms(fake, batch, state.step)
+    terms = {k: v.float() for k, v in terms.items()}
+    state.g_opt.zero_grad(set_to_none=True)
+    # Every loss is a mean over the batch: the ranks' average is the global batch's value.
+    values = distributed.average_(torch.stack([v.detach() for v in terms.values()]), ctx).tolist()
+    record: dict[str, float] = {f"loss/{k}": v for k, v in zip(terms, values)}
+    record["lr"] = state.g_opt.param_groups[0]["lr"]
+    record["loss/total"] = sum(objective.multipliers[k] * record[f"loss/{k}"] for k in terms)
+    finite = math.isfinite(record["loss/total"])
+    if finite:
+        record.update(generator_backward(state.g_params, fake, terms, objective.multipliers, config, ctx))
+        finite = all_finite(p.grad for p in state.g_params)
+    if finite:
+        state.g_opt.step()
+    else:
+        state.g_opt.zero_grad(set_to_none=True)
+        state.guard.skipped_steps += 1
+        log.warning("step %d: NaN/Inf in the generator's loss or gradient; step skipped", state.step + 1)
+    return record, fake, dbatch, finite
+
+
+def generator_backward(
+    params: list[torch.nn.Parameter],
+    fake: torch.Tensor,
+    terms: dict[str, torch.Tensor],
+    multipliers: dict[str, float],
+    config: TrainConfig,
+    ctx: distributed.Distributed,
+) -> dict[str, float]:
+    """The generator's gradient in ``params[i].grad``, averaged over the ranks: the terms combined
+    by Dynamic Loss Adaptation (``losses.dla``) or by their fixed multipliers.
+
+    Args:
+        params: the generator's trainable parameters.
+        fake: its output on the batch (the terms' graphs lead back through it).
+        terms: ``{term: loss}``, each a scalar mean over the local batch.
+        multipliers: each term's multiplier (:attr:`Objective.multipliers`).
+        config: the recipe (``losses.dla``, ``losses.dla_eps``).
+        ctx: this process's place in the job.
+
+    Returns:
+        With DLA ``{"dla_weight/<term>", "grad_norm/<term>"}``; else ``{}``.
+    """
+    if not config.losses.dla:
+        fixed_weight_backward(params, fake, terms, multipliers)
+        distributed.average_gradients_(params, ctx)
+        return {}
+    reduce = functools.partial(distributed.average_gradient_lists, ctx=ctx)
+    result = dla_backward(params, fake, terms, multipliers, config.losses.dla_eps, reduce)
+    weights = {f"dla_weight/{k}": v for k, v in result.weights.items()}
+    return {**weights, **{f"grad_norm/{k}": v for k, v in result.norms.items()}}
+
+
+def discriminator_step(
+    state: TrainState, objective: Objective, dbatch: Any, config: TrainConfig, ctx: distributed.Distributed
+) -> tuple[dict[str, float], bool]:
+    """The discriminators' part of a step: every ``d_every`` steps, one update of each
+    (:func:`discriminator_update`) on the features the generator step left (``dbatch``).
+
+    Args:
+        state: the discriminators' optimisers, the guard and the (0-based) step.
+        objective: the discriminators and their criterion.
+        dbatch: what :meth:`Objective.generator_terms` returned for them (None: no adversarial terms).
+        config: the recipe (``d_every``, ``d_clip``).
+        ctx: this process's place in the job.
+
+    Returns:
+        ``(record, finite)``: ``{"d/<disc>/<stat>": value}`` (empty when no update was due) and
+        False when an update was skipped for NaN/Inf.
+    """
+    if dbatch is None or state.step % config.d_every != 0:
+        return {}, True
+    skipped = state.guard.skipped_d_steps
+    record = discriminator_update(objective, dbatch, state.d_opts, config.d_clip, state.guard, ctx, state.step)
+    return record, state.guard.skipped_d_steps == skipped
+
+
+def step_record(record: dict[str, float], state: TrainState) -> dict[str, float]:
+    """A step's record as logged: its finite values and the guard's counts of skipped steps."""
+    record = {k: v for k, v in record.items() if math.isfinite(v)}
+    record["skipped_steps"] = state.guard.skipped_steps
+    if state.d_opts:
+        record["skipped_d_steps"] = state.guard.skipped_d_steps
+    return record
+
+
+def due(step: int, every: int, steps: int) -> bool:
+    """Whether something done every ``every`` steps (and at the last of ``steps``) is due after ``step``."""
+    return step % every == 0 or step == steps
+
+
+def log_step(
+    run: RunDir, board: TensorBoard, config: TrainConfig, step: int, record: dict[str, float],
+    batch: dict[str, torch.Tensor], fake: torch.Tensor,
+) -> None:
+    """Rank 0's records of a step: every ``log_every`` steps its record (and the collapse check,
+    which raises :class:`TrainingCollapsed`), every ``image_every`` steps TensorBoard images."""
+    if due(step, config.log_every, config.steps):
+        run.log({"step": step, **record})
+        board.scalars(step, record)
+        stop_if_collapsed(run, step, fake, batch["target"], config.lr)
+    if step % config.image_every == 0:
+        board.images(step, batch, fake)
+
+
+def log_validation(run: RunDir, board: TensorBoard, step: int, scores: dict[str, float]) -> None:
+    """Validation scores into ``metrics.jsonl`` and TensorBoard."""
+    run.log({"step": step, **scores})
+    board.scalars(step, scores)
+
+
+def roll_back(state: TrainState, run: RunDir, ctx: distributed.Distributed) -> None:
+    """Return to the last checkpoint with lower learning rates (:meth:`TrainState.roll_back`) and, on
+    rank 0, drop the undone steps' records from ``metrics.jsonl`` and log a ``rollback`` record."""
+    state.roll_back()
+    if ctx.main:
+        run.truncate_metrics(state.step)
+        guard = state.guard
+        record = {"rollback": guard.rollbacks, "lr_scale": guard.lr_scale, "skipped_steps": guard.skipped_steps}
+        run.log({"step": state.step, **record})
+
+
+def save_checkpoint(
+    state: TrainState, run: RunDir, ctx: distributed.Distributed, name: str, training: dict[str, Any], options: RawOptions
+) -> None:
+    """A checkpoint at ``state.step``: rank 0 writes its files (:meth:`RunDir.save`), and every rank
+    keeps it in memory as the last good state a NaN rollback returns to."""
+    saved = state.state_dict()
+    if ctx.main:
+        run.save(state.model, name, state.step, saved, training, options.to_dict())
+    state.mark_good(saved)
+
+
+def mixed_precision(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast for the losses when ``amp`` is on and the GPU supports it; else a context that does nothing."""
+    if config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def open_run_folder(
+    run: RunDir, config: TrainConfig, step: int, resume: bool, changes: dict[str, tuple[Any, Any]],
+    device: str, command: str, overwrite: bool,
+) -> None:
+    """Write the run folder (rank 0, once everything is checked and built): continue a resumed run's
+    at ``step`` (:func:`continue_run_folder`), or start a new one (:func:`start_run_folder`)."""
+    if resume:
+        continue_run_folder(run, config, step, changes)
+    else:
+        start_run_folder(run, config, device, command, overwrite)
 
 
 def start_run_folder(run: RunDir, config: TrainConfig, device: str, command: str, overwrite: bool) -> None:

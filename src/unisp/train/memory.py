@@ -56,7 +56,13 @@ MEMINFO = Path("/proc/meminfo")
 
 
 def step_bytes(config: TrainConfig, batch: int) -> int:
-    """Estimated peak bytes of one training step of ``batch`` patches (see the module docstring)."""
+    """Estimated peak bytes of one training step of ``batch`` patches (see the module docstring).
+
+    Example:
+        >>> from unisp.train.config import PixelLossConfig
+        >>> step_bytes(TrainConfig(mode="stage1", pixel=PixelLossConfig(l1=1.0)), 32)  # 32 × 3 × 4 × 256² × 18
+        452984832
+    """
     terms = active_terms(config)
     factor = GENERATOR_FACTOR.get(config.model, max(GENERATOR_FACTOR.values()))
     if terms.keys() & set(UNISP_TERMS):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unisp.errors import ConfigError
-from unisp.eval.metrics import ssim
+from unisp.metrics import ssim
 from unisp.isp.grading import Grading
 from unisp.losses.backbones import build_backbones
 from unisp.losses.config import TERMS, UNISP_TERMS

@@ -39,19 +39,35 @@ from unisp.fileio import read_input_bytes, write_bytes, write_text
 from unisp.models.base import Generator
 from unisp.models.checkpoint import load_model, save_model
 
+# The names of everything in a run folder, in one place (the loop, `unisp report` and `unisp select` use these).
+#: The recipe as the run uses it (every default filled in).
 CONFIG_FILE = "config.yaml"
+#: Optimiser moments, step, RNG states: what ``--resume`` needs beyond the weights.
 RESUME_FILE = "resume.pt"
+#: The latest weights with their header (the file users give to process, export, eval).
 MODEL_FILE = "model.safetensors"
+#: One JSON record per logged step and per validation.
 METRICS_FILE = "metrics.jsonl"
+#: Written when a run finishes: final step, validation, wall time.
 SUMMARY_FILE = "summary.json"
+#: The colour-grading curves fitted to the RGB photos (recipes with a graded loss).
 GRADING_FILE = "grading.json"
+#: Git hash, device, command, start time, versions.
 RUN_INFO_FILE = "run.json"
+#: Every saved checkpoint, ``step_NNNNNNN.safetensors``.
+CHECKPOINTS_DIR = "checkpoints"
+#: TensorBoard event files.
+TENSORBOARD_DIR = "tb"
+#: What ``unisp report RUN`` writes into the run folder by default.
+REPORT_FILE = "report.html"
+#: What ``unisp select RUN`` writes into the run folder by default.
+SELECT_FILE = "select.json"
 #: Everything a run writes into its folder, and what ``unisp report`` and ``unisp select`` write
 #: there by default: the entries ``--overwrite`` removes before a new run starts (anything else
 #: in the folder is the user's, and is left alone).
 RUN_ENTRIES = (
-    CONFIG_FILE, RUN_INFO_FILE, METRICS_FILE, "checkpoints", MODEL_FILE, RESUME_FILE, SUMMARY_FILE, GRADING_FILE,
-    "tb", "report.html", "select.json",
+    CONFIG_FILE, RUN_INFO_FILE, METRICS_FILE, CHECKPOINTS_DIR, MODEL_FILE, RESUME_FILE, SUMMARY_FILE, GRADING_FILE,
+    TENSORBOARD_DIR, REPORT_FILE, SELECT_FILE,
 )
 #: Largest ``resume.pt`` read: it holds the optimiser moments of the generator and of the
 #: discriminators, tens to hundreds of MB for the shipped recipes; anything larger is not one
@@ -239,7 +255,7 @@ class RunDir:
         ``resume.pt``, which still names the previous (complete) checkpoint.
         """
         meta = {"training": {**training, "step": step}, **({"raw_input": raw_input} if raw_input else {})}
-        ckpt = self.path / "checkpoints" / f"step_{step:07d}.safetensors"
+        ckpt = self.path / CHECKPOINTS_DIR / f"step_{step:07d}.safetensors"
         save_model(ckpt, model, name=name, meta=meta)
         write_bytes(self.path / MODEL_FILE, ckpt.read_bytes())  # the same file: serialise and check once
         buffer = io.BytesIO()
@@ -263,12 +279,12 @@ class RunDir:
             raise UnispError(f"{path}: cannot load resume state ({' '.join(str(e).split())[:200]})") from None
         if not isinstance(state, dict) or not isinstance(state.get("checkpoint"), str) or "step" not in state:
             raise UnispError(f"{path}: not a unisp resume file (no step and checkpoint entries)")
-        model, header = load_model(self.path / "checkpoints" / Path(state["checkpoint"]).name)
+        model, header = load_model(self.path / CHECKPOINTS_DIR / Path(state["checkpoint"]).name)
         return model, header, state
 
     def remove_temporaries(self) -> list[Path]:
         """Delete temporary files a killed process left behind (``.NAME.*.tmp`` of an interrupted atomic write)."""
-        stale = [p for folder in (self.path, self.path / "checkpoints") if folder.is_dir() for p in folder.glob(".*.tmp")]
+        stale = [p for folder in (self.path, self.path / CHECKPOINTS_DIR) if folder.is_dir() for p in folder.glob(".*.tmp")]
         for p in stale:
             p.unlink(missing_ok=True)
             log.info("removed %s, left by an interrupted write", p)

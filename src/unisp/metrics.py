@@ -1,4 +1,8 @@
-"""Full-reference image-quality metrics.
+"""Full-reference image-quality metrics: tensors in, one score per image out.
+
+They sit low in the package (they import only :mod:`unisp.isp`): the losses use SSIM, the
+training loop validates with PSNR, export checks parity with PSNR and ΔE2000, and
+:mod:`unisp.eval` builds its protocol, tables and report on them.
 
 Protocol: RGB images as ``(B, 3, H, W)`` or ``(3, H, W)`` float tensors in [0, 1], full image
 (no border crop), data range 1. Every metric returns one value per image: shape ``(B,)`` for a
