@@ -26,6 +26,8 @@ from unisp.export import EXPORT_FORMATS
 from unisp.export.graph import LAYOUTS as TENSOR_LAYOUTS
 from unisp.export.graph import PACKINGS
 from unisp.export.parity import PRECISIONS
+from unisp.export.runtimes import ANY_SHAPE
+from unisp.export.runtimes import NAMES as RUNTIME_NAMES
 from unisp.fileio import IMAGE_FORMATS, IMAGE_SUFFIXES, prepare_output_dir
 from unisp.isp.demosaic import DEMOSAIC_METHODS
 from unisp.isp.pipeline import ColourMatrixSource, WhiteBalanceMode
@@ -128,6 +130,9 @@ Precision = choices("Precision", PRECISIONS)
 Packing = choices("Packing", PACKINGS)
 TensorLayout = choices("TensorLayout", TENSOR_LAYOUTS)
 Profile = choices("Profile", PROFILES)
+# ``--backend``: process takes the runtimes that run tiles of any shape, bench latency every one.
+ProcessBackend = choices("ProcessBackend", ANY_SHAPE)
+BenchBackend = choices("BenchBackend", RUNTIME_NAMES)
 
 
 def device_name(value: str) -> str:
@@ -483,13 +488,6 @@ def _print_report(path: Path | None) -> None:
     if path is not None:
         console.print(f"report: {path}", highlight=False)
 
-
-# ``--backend`` of process and bench latency: the runtimes of unisp.export.runtimes (process: those
-# that take any tile shape).
-from unisp.export.runtimes import ANY_SHAPE as PROCESS_RUNTIMES, NAMES as RUNTIME_NAMES  # noqa: E402
-
-ProcessBackend = choices("ProcessBackend", PROCESS_RUNTIMES)
-BenchBackend = choices("BenchBackend", RUNTIME_NAMES)
 
 
 @app.command()

@@ -48,6 +48,14 @@ def runtime_device(backend: str = "torch", device: str = "auto") -> str:
     Raises:
         ConfigError: a runtime that is not one of :data:`BACKENDS`.
         UnispError: a CPU-only runtime with a device other than ``auto`` or ``cpu``.
+
+    Example:
+        >>> runtime_device("torch", "cuda:1"), runtime_device("fused", "auto")
+        ('cuda:1', 'cpu')
+        >>> runtime_device("onnxruntime", "cuda")
+        Traceback (most recent call last):
+        ...
+        unisp.errors.UnispError: --backend onnxruntime runs on the CPU; drop --device cuda
     """
     if backend not in BACKENDS:  # the others are built for one fixed shape, not for tiles
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

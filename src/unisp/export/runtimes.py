@@ -215,6 +215,15 @@ def get_runtime(name: str) -> Runtime:
 
     Raises:
         ConfigError: an unknown name (the message lists the known ones).
+
+    Example:
+        >>> [(name, get_runtime(name).any_shape) for name in NAMES]  # doctest: +NORMALIZE_WHITESPACE
+        [('torch', True), ('compile', False), ('onnxruntime', True), ('tflite', False), ('fused', True),
+         ('fused-bf16', True)]
+        >>> get_runtime("eager")
+        Traceback (most recent call last):
+        ...
+        unisp.errors.ConfigError: unknown runtime 'eager' (known: torch, compile, onnxruntime, tflite, fused, fused-bf16)
     """
     try:
         return RUNTIMES[name]

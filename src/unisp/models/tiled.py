@@ -35,7 +35,12 @@ DEFAULT_TILE = 512
 
 
 def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
-    """Split ``range(length)`` into consecutive spans of at most ``tile`` (the last may be shorter)."""
+    """Split ``range(length)`` into consecutive spans of at most ``tile`` (the last may be shorter).
+
+    Example:
+        >>> tile_spans(10, 4)
+        [(0, 4), (4, 8), (8, 10)]
+    """
     return [(start, min(start + tile, length)) for start in range(0, length, tile)]
 
 
@@ -70,6 +75,15 @@ def run_tiled(
 
     Raises:
         UnispError: a frame smaller than ``model`` takes (see :func:`unisp.models.base.check_input_size`).
+
+    Example:
+        >>> import numpy as np
+        >>> from unisp.models.registry import build_model
+        >>> model = build_model("efficient_isp").eval()
+        >>> frame = RawFrame(np.random.default_rng(0).integers(0, 1024, (40, 60), dtype=np.uint16), "RGGB", (64,) * 4, 1023)
+        >>> tiled = run_tiled(model, frame, tile=8)  # 20×30 packed pixels in 3×4 tiles with halos
+        >>> tiled.shape, bool((tiled - run_tiled(model, frame, tile=64)).abs().max() < 1e-5)
+        (torch.Size([3, 40, 60]), True)
     """
     if tile < 1:
         raise UnispError(f"tile size must be positive, got {tile}")
