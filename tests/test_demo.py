@@ -11,6 +11,7 @@ import yaml
 from unisp.config import load_config
 from unisp.demo import XHAT_ROW, DemoSettings, asset, run_demo
 from unisp.fileio import read_rgb
+from unisp.raw.io import find_raw_files
 from unisp.train.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -36,8 +37,10 @@ def test_demo_writes_its_outputs(tmp_path, monkeypatch):
     # The report reads the folder through the manifest the demo wrote (unisp.eval.report.DemoManifest).
     manifest = record["manifest"]
     assert manifest["stages"] == {"stage 1": "stage1/model.safetensors", "stage 2": "stage2/model.safetensors"}
-    assert all((out / path).is_file() for path in [*manifest["compare"], *manifest["samples"].values()])
-    assert "has no &#x27;manifest" not in (out / "report.html").read_text()
+    assert all((out / path).is_file() for path in [*manifest["stages"].values(), *manifest["samples"].values()])
+    assert [p.stem for p in find_raw_files(out / manifest["held_out_raw"])] == manifest["held_out"] == record["held_out"]
+    assert all((out / manifest["held_out_truth"] / f"{name}.png").is_file() for name in manifest["held_out"])
+    assert "not shown" not in (out / "report.html").read_text()  # every section of the report found what it reads
 
 
 def test_demo_photo_groups_are_disjoint():

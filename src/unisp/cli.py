@@ -266,14 +266,14 @@ def check_depth(depth: int) -> None:
         raise UnispError(f"--depth must be 8 or 16, got {depth}")
 
 
-def convert_files(inputs: list[Path], out: Path, read: Callable, fmt, depth: int, convert: Callable, verb: str) -> None:
+def convert_inputs(inputs: list[Path], out: Path, read: Callable, fmt, depth: int, convert: Callable, verb: str) -> None:
     """``render`` and ``process``: each RAW file of ``inputs`` through ``convert(frame, progress)``
     into ``out`` (:func:`unisp.process.convert_files`), then the summary line and the exit status."""
-    from unisp.process import convert_files as convert_all
+    from unisp.process import convert_files
 
     files, failures = expand_inputs(inputs)
     with progress_bar() as progress:
-        done, failed = convert_all(files, out, read, convert, suffix=IMAGE_SUFFIXES[fmt.value], depth=depth, progress=progress)
+        done, failed = convert_files(files, out, read, convert, suffix=IMAGE_SUFFIXES[fmt.value], depth=depth, progress=progress)
     report_failures(done, failures + failed, verb, out)
 
 
@@ -311,7 +311,7 @@ def render(
     def convert(frame, progress):
         return apply_orientation(render_frame(frame, config), frame.orientation)
 
-    convert_files(inputs, out, read, format, depth, convert, "rendered")
+    convert_inputs(inputs, out, read, format, depth, convert, "rendered")
 
 
 @app.command()
@@ -489,7 +489,6 @@ def _print_report(path: Path | None) -> None:
         console.print(f"report: {path}", highlight=False)
 
 
-
 @app.command()
 @user_errors
 @raw_flags()
@@ -516,7 +515,7 @@ def process(
     net, header = load_model(model)
     read = raw.reader(raw.options(model=(model, header)))
     with tiled_converter(net, tile=tile, depth=depth, device=device, backend=backend.value) as convert:
-        convert_files(inputs, out, read, format, depth, convert, "processed")
+        convert_inputs(inputs, out, read, format, depth, convert, "processed")
 
 
 @app.command()

@@ -311,14 +311,10 @@ def evaluate_held_out(data: DemoData, learned: dict[str, torch.nn.Module], progr
     return HeldOut(names=names, truths=truths, outputs=outputs, results=results)
 
 
-def write_compare(folder: Path, held: HeldOut) -> list[Path]:
-    """Write one side-by-side image per held-out photo into ``folder`` (ground truth, then
-    :data:`COMPARE_ROWS`); returns the files."""
-    paths = []
+def write_compare(folder: Path, held: HeldOut) -> None:
+    """Write one side-by-side image per held-out photo into ``folder`` (ground truth, then :data:`COMPARE_ROWS`)."""
     for i, name in enumerate(held.names):
-        paths.append(folder / f"{name}.png")
-        write_image(paths[-1], side_by_side([held.truths[i], *(held.outputs[k][i] for k in COMPARE_ROWS)]))
-    return paths
+        write_image(folder / f"{name}.png", side_by_side([held.truths[i], *(held.outputs[k][i] for k in COMPARE_ROWS)]))
 
 
 def render_bundled_frame(out: Path, models: dict[str, torch.nn.Module], progress: Progress | None) -> dict[str, str]:
@@ -377,8 +373,9 @@ def summary_markdown(first: TrainedStage, second: TrainedStage, held: HeldOut, s
     return "\n".join(lines) + "\n"
 
 
-def summary_record(out: Path, data: DemoData, stages: tuple[TrainedStage, TrainedStage], held: HeldOut,
-                   compare: list[Path], samples: dict[str, str]) -> dict[str, Any]:
+def summary_record(
+    out: Path, data: DemoData, stages: tuple[TrainedStage, TrainedStage], held: HeldOut, samples: dict[str, str]
+) -> dict[str, Any]:
     """``summary.json``: the held-out table (:data:`TABLE_KEY`), the stages' times, and the manifest
     the report reads (:class:`unisp.eval.report.DemoManifest`; paths relative to ``out``)."""
     first, second = stages
@@ -397,8 +394,6 @@ def summary_record(out: Path, data: DemoData, stages: tuple[TrainedStage, Traine
         stages={"stage 1": relative(first.model), "stage 2": relative(second.model)},
         sample_name=SAMPLE_NAME,
         samples={key: samples[key] for key in sorted(samples, key=lambda k: (k != "classical", k))},  # classical first
-        compare=[relative(path) for path in compare],
-        compare_columns=["ground truth", *COMPARE_ROWS],
     )
     return {
         "held_out": held.names,
@@ -434,12 +429,12 @@ def run_demo(
     second = train_stage(out / "stage2", [*common, *stage2_overrides(first.model, settings)], "stage 2: unpaired training", progress)
     stage1, stage2 = load_model(first.model)[0], load_model(second.model)[0]
     held = evaluate_held_out(data, {STAGE1_ROW: stage1, STAGE2_ROW: stage2}, progress)
-    compare = write_compare(out / "compare", held)
+    write_compare(out / "compare", held)
     models = {"stage1": stage1, "stage2": stage2, **({"reference": reference_model} if reference_model is not None else {})}
     samples = render_bundled_frame(out, models, progress)
     summary = summary_markdown(first, second, held, samples, time.perf_counter() - started)
     write_text(out / "summary.md", summary)
-    record = summary_record(out, data, (first, second), held, compare, samples)
+    record = summary_record(out, data, (first, second), held, samples)
     write_text(out / SUMMARY_FILE, json.dumps(record, indent=2) + "\n")
     report = try_write_report(out)  # a failed report is one warning: the results above are written
     if report is not None:

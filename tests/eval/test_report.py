@@ -307,7 +307,6 @@ def make_demo(folder: Path, data: Path, manifest: bool = True) -> Path:
             table="mean", held_out=["img0", "img1", "img2"], held_out_raw="data/test/raw", held_out_truth="data/test/rgb",
             classical="menon", stages={"stage 1": "stage1/model.safetensors", "stage 2": "stage2/model.safetensors"},
             sample_name="bundled frame", samples={k: f"sample_{k}.png" for k in ("classical", "stage1", "stage2")},
-            compare=[], compare_columns=[],
         ).to_json()
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder

@@ -10,8 +10,8 @@ three kinds of folder:
 ``demo``   the output of ``unisp demo``: its ``summary.json`` holds a manifest (:class:`DemoManifest`)
            naming the held-out table, the trained stages' model files, the held-out RAW files with
            their ground truth and the renders of the bundled frame; the report reads only that
-           manifest (it does not import the demo). A folder from before the demo wrote one is read
-           with the layout such folders had, and the page says so.
+           manifest (it does not import the demo). A folder from before the demo wrote one is
+           refused, saying to run the demo again.
 
 The page shows, where the folder has them:
 
@@ -247,8 +247,6 @@ class DemoManifest:
         stages: label → model file of each trained stage (its run folder holds ``metrics.jsonl``).
         sample_name: what the bundled real frame is.
         samples: label → the demo's render of that frame; the first one places the crop window.
-        compare: the side-by-side images of the held-out photos.
-        compare_columns: their panels, left to right.
     """
 
     facts: list[tuple[str, str]]
@@ -260,8 +258,6 @@ class DemoManifest:
     stages: dict[str, str]
     sample_name: str
     samples: dict[str, str]
-    compare: list[str]
-    compare_columns: list[str]
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object the demo writes (``"format"`` is :data:`MANIFEST_FORMAT`)."""

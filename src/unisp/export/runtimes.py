@@ -77,7 +77,6 @@ class Runtime:
         name: the name users give (``--backend``) and reports print.
         any_shape: takes inputs of any shape, built once (usable for ``unisp process``'s tiles);
             False: built for one fixed shape (``shape`` is required).
-        summary: a few words for ``--help``.
         precision: ``"fp32"``, or the reduced precision of its arithmetic (its parity with PyTorch is
             then judged by PSNR, not float32 rounding).
         builder: what :func:`build_runner` calls.
@@ -86,7 +85,6 @@ class Runtime:
 
     name: str
     any_shape: bool
-    summary: str
     precision: str
     builder: Builder = field(repr=False)
     any_device: bool = False
@@ -192,12 +190,12 @@ def _fused_bf16(model: nn.Module, threads: int | None, shape: tuple[int, int] | 
 RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in (
-        Runtime("torch", True, "PyTorch, any device", "fp32", _torch, any_device=True),
-        Runtime("compile", False, "torch.compile (inductor), one fixed shape", "fp32", _compile),
-        Runtime("onnxruntime", True, "ONNX Runtime on the CPU, exported on the fly", "fp32", _onnxruntime),
-        Runtime("tflite", False, "TFLite/LiteRT XNNPACK, NHWC, one fixed shape; the [mobile] extra", "fp32", _tflite),
-        Runtime("fused", True, "unisp's fused C++ CPU kernel, efficient_isp/robust_isp", "fp32", _fused),
-        Runtime("fused-bf16", True, "the fused kernel in bfloat16, AVX512-BF16 CPUs", "bf16", _fused_bf16),
+        Runtime("torch", True, "fp32", _torch, any_device=True),
+        Runtime("compile", False, "fp32", _compile),
+        Runtime("onnxruntime", True, "fp32", _onnxruntime),
+        Runtime("tflite", False, "fp32", _tflite),
+        Runtime("fused", True, "fp32", _fused),
+        Runtime("fused-bf16", True, "bf16", _fused_bf16),
     )
 }
 #: Every runtime name, in report order.
